@@ -1,0 +1,26 @@
+"""EAGer rollouts on token ids: entropy branching, every variant of the paper, exact accounting.
+
+Public API:
+    generate(engine, prompts, config, verifier=None, on_tree_done=None) -> RolloutResult
+    spend_saved_budget(engine, trees, config, verifier=None, on_tree_done=None) -> RolloutResult
+    EagerConfig, RolloutResult, PromptTree, Sequence, BranchEvent, INHERITED
+
+`rollout` knows nothing of text, TRL or rewards: a label-aware run receives its verifier
+as a callable `verifier(prompt_index, completion_ids) -> bool | None`.
+"""
+
+from rollout.config import EagerConfig
+from rollout.types import INHERITED, BranchEvent, PromptTree, RolloutResult, Sequence
+from rollout.variants import Verifier, generate, spend_saved_budget
+
+__all__ = [
+    "INHERITED",
+    "BranchEvent",
+    "EagerConfig",
+    "PromptTree",
+    "RolloutResult",
+    "Sequence",
+    "Verifier",
+    "generate",
+    "spend_saved_budget",
+]

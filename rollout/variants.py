@@ -1,0 +1,146 @@
+"""The paper's four methods over a batch (or pool) of prompts.
+
+parallel     M independent samples per prompt, recorded like the others (entropies, counts).
+eager_init   one root per prompt, forks at high entropy while the prompt has budget.
+eager_adapt  eager_init, then the saved budget goes to "hard" prompts (those that used all of M).
+eager        eager_init, then the saved budget goes to prompts with no correct answer (labels).
+             With `config.online`, verdicts arrive while the batch generates and budget moves
+             from solved to unsolved prompts inside the same call (training).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from rollout.budget import Ledger, split_saved_budget
+from rollout.config import EagerConfig
+from rollout.driver import Driver, Verifier
+from rollout.engine import Engine
+from rollout.types import PromptTree, RolloutResult
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Verifier", "generate", "spend_saved_budget"]
+
+
+def _check_prompts(engine: Engine, prompts: list[list[int]], trees: list[PromptTree]) -> dict[int, str]:
+    errors: dict[int, str] = {}
+    for i, ids in enumerate(prompts):
+        if len(ids) == 0:
+            errors[i] = f"prompt {i} is empty: give at least one token."
+        elif len(ids) >= engine.max_model_len:
+            errors[i] = (f"prompt {i} has {len(ids)} tokens, not shorter than the engine's max_model_len="
+                         f"{engine.max_model_len}: shorten it or raise max_model_len.")
+        if i in errors:
+            trees[i].budget = 0
+            logger.warning("skipping %s", errors[i])
+    return errors
+
+
+def generate(
+    engine: Engine,
+    prompts: list[list[int]],
+    config: EagerConfig,
+    verifier: Verifier | None = None,
+    on_tree_done: Callable[[PromptTree], None] | None = None,
+) -> RolloutResult:
+    """Generate rollouts for `prompts` (token ids) with `config.method`.
+
+    `verifier(prompt_index, completion_ids) -> bool | None` is required for method="eager";
+    it is called from a background thread. Bad prompts (empty, too long) are reported in
+    `result.errors` and get an empty tree; the others complete.
+    """
+    config.validate()
+    if config.method == "eager" and verifier is None:
+        raise ValueError("method='eager' is label-aware: pass verifier(prompt_index, completion_ids) -> bool.")
+    t0 = time.perf_counter()
+    m = config.max_sequences
+    trees = [PromptTree(i, list(p), m, config.entropy_threshold) for i, p in enumerate(prompts)]
+    errors = _check_prompts(engine, prompts, trees)
+    active = [i for i in range(len(prompts)) if i not in errors]
+    engine.configure(config.temperature, config.top_logprobs, config.stop_token_ids,
+                     config.entropy_source == "full_vocab")
+    two_phase = config.method in ("eager_adapt", "eager") and not config.online
+    if config.method == "eager" and config.online:
+        ledger = Ledger([t.budget for t in trees], [config.eager_extra_cap * m] * len(trees), pooled=True)
+        Driver(engine, trees, config, ledger, branching=True, retry_method="eager",
+               verifier=verifier, on_tree_done=on_tree_done).run(active)
+    else:
+        ledger = Ledger([t.budget for t in trees])
+        Driver(engine, trees, config, ledger, branching=config.method != "parallel",
+               roots_per_prompt=m if config.method == "parallel" else 1,
+               on_tree_done=None if two_phase else on_tree_done).run(active)
+    result = RolloutResult(config.method, trees, errors)
+    if two_phase:
+        result = spend_saved_budget(engine, trees, config, verifier, on_tree_done, errors=errors)
+    result.wall_time_s = time.perf_counter() - t0
+    return result
+
+
+def spend_saved_budget(
+    engine: Engine,
+    trees: list[PromptTree],
+    config: EagerConfig,
+    verifier: Verifier | None = None,
+    on_tree_done: Callable[[PromptTree], None] | None = None,
+    errors: dict[int, str] | None = None,
+) -> RolloutResult:
+    """Second phase of eager / eager_adapt over finished eager_init trees (modified in place).
+
+    B = sum of budgets - sequences used is split evenly over the target prompts (eager:
+    no correct answer yet, judged by `verifier`; eager_adapt: used their whole budget),
+    capped per prompt; each target is sampled again with EAGer-init at a lowered
+    threshold until it has received its share (eager: or until it is solved).
+    """
+    config.validate()
+    method = config.method
+    if method not in ("eager", "eager_adapt"):
+        raise ValueError(f"spend_saved_budget needs config.method 'eager' or 'eager_adapt', got {method!r}.")
+    if method == "eager" and verifier is None:
+        raise ValueError("method='eager' is label-aware: pass verifier(prompt_index, completion_ids) -> bool.")
+    errors = dict(errors or {})
+    t0 = time.perf_counter()
+    for k, tree in enumerate(trees):
+        if tree.prompt_index != k:
+            raise ValueError(f"trees[{k}].prompt_index is {tree.prompt_index}: pass trees in prompt order.")
+    m = max((t.budget for t in trees), default=0)
+    saved = sum(t.budget for t in trees) - sum(t.n_sequences for t in trees)
+    if method == "eager":
+        _score_existing(trees, config, verifier)
+        targets = [t.prompt_index for t in trees if t.budget > 0 and not t.solved]
+        cap = config.eager_extra_cap * m
+    else:
+        targets = [t.prompt_index for t in trees if t.budget > 0 and t.n_sequences >= t.budget]
+        cap = config.adapt_extra_cap * m
+    shares = split_saved_budget(saved, targets, cap)
+    engine.configure(config.temperature, config.top_logprobs, config.stop_token_ids,
+                     config.entropy_source == "full_vocab")
+    ledger = Ledger([shares.get(t.prompt_index, 0) for t in trees])
+    active = [i for i, share in shares.items() if share > 0]
+    for i in active:
+        trees[i].retries += 1  # the first extra pass is already a retry: it runs at a lowered threshold
+    if on_tree_done is not None:
+        for t in trees:
+            if t.prompt_index not in active:
+                on_tree_done(t)
+    Driver(engine, trees, config, ledger, branching=True, retry_method=method,
+           verifier=verifier if method == "eager" else None, on_tree_done=on_tree_done).run(active)
+    result = RolloutResult(method, trees, errors)
+    result.wall_time_s = time.perf_counter() - t0
+    return result
+
+
+def _score_existing(trees: list[PromptTree], config: EagerConfig, verifier: Verifier) -> None:
+    """Verify finished sequences that carry no verdict yet, and mark prompts solved (in parallel threads)."""
+    todo = [(t.prompt_index, s) for t in trees for s in t.kept() if s.score is None]
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="eager-verify") as pool:
+        verdicts = list(pool.map(lambda item: verifier(item[0], list(item[1].tokens)), todo))
+    for (_, seq), v in zip(todo, verdicts):
+        seq.score = None if v is None else float(v)
+    for t in trees:
+        correct = sum(1 for s in t.kept() if s.score is not None and s.score >= 1.0)
+        wrong = len(t.kept()) - correct
+        t.solved = correct >= config.solved_min_correct and wrong >= config.solved_min_incorrect
