@@ -23,12 +23,13 @@ from rollout.types import PromptTree, RolloutResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Verifier", "generate", "spend_saved_budget"]
+__all__ = ["Verifier", "generate", "is_solved", "plan_saved_budget", "spend_saved_budget"]
 
 
-def _check_prompts(engine: Engine, prompts: list[list[int]], trees: list[PromptTree]) -> dict[int, str]:
+def _check_prompts(engine: Engine, prompts: list[list[int]], trees: list[PromptTree], wanted) -> dict[int, str]:
     errors: dict[int, str] = {}
-    for i, ids in enumerate(prompts):
+    for i in wanted:
+        ids = prompts[i]
         if len(ids) == 0:
             errors[i] = f"prompt {i} is empty: give at least one token."
         elif len(ids) >= engine.max_model_len:
@@ -46,12 +47,15 @@ def generate(
     config: EagerConfig,
     verifier: Verifier | None = None,
     on_tree_done: Callable[[PromptTree], None] | None = None,
+    active: list[int] | None = None,
 ) -> RolloutResult:
     """Generate rollouts for `prompts` (token ids) with `config.method`.
 
     `verifier(prompt_index, completion_ids) -> bool | None` is required for method="eager";
     it is called from a background thread. Bad prompts (empty, too long) are reported in
-    `result.errors` and get an empty tree; the others complete.
+    `result.errors` and get an empty tree; the others complete. `active` restricts the run
+    to some prompt indices (the others get empty trees); request seeds depend on the prompt
+    index, so a resumed run that passes the same prompt list draws the same samples.
     """
     config.validate()
     if config.method == "eager" and verifier is None:
@@ -59,8 +63,9 @@ def generate(
     t0 = time.perf_counter()
     m = config.max_sequences
     trees = [PromptTree(i, list(p), m, config.entropy_threshold) for i, p in enumerate(prompts)]
-    errors = _check_prompts(engine, prompts, trees)
-    active = [i for i in range(len(prompts)) if i not in errors]
+    wanted = range(len(prompts)) if active is None else sorted(set(active))
+    errors = _check_prompts(engine, prompts, trees, wanted)
+    active = [i for i in wanted if i not in errors]
     engine.configure(config.temperature, config.top_logprobs, config.stop_token_ids,
                      config.entropy_source == "full_vocab")
     two_phase = config.method in ("eager_adapt", "eager") and not config.online
@@ -75,9 +80,48 @@ def generate(
                on_tree_done=None if two_phase else on_tree_done).run(active)
     result = RolloutResult(config.method, trees, errors)
     if two_phase:
-        result = spend_saved_budget(engine, trees, config, verifier, on_tree_done, errors=errors)
+        result = spend_saved_budget(engine, trees, config, verifier, on_tree_done, errors=errors,
+                                    active=active)
     result.wall_time_s = time.perf_counter() - t0
     return result
+
+
+def is_solved(tree: PromptTree, config: EagerConfig) -> bool:
+    """The solved criterion of label-aware EAGer, from the verdicts stored on the sequences."""
+    kept = tree.kept()
+    correct = sum(1 for s in kept if s.score is not None and s.score >= 1.0)
+    return correct >= config.solved_min_correct and len(kept) - correct >= config.solved_min_incorrect
+
+
+def plan_saved_budget(
+    trees: list[PromptTree], config: EagerConfig, verifier: Verifier | None = None
+) -> dict[int, int]:
+    """Who gets how much of B = sum of budgets - sequences used (the pool's saved budget).
+
+    eager: the prompts not solved (finished sequences without a verdict are verified first,
+    so `verifier` is needed unless every sequence already carries a score); eager_adapt:
+    the prompts that used their whole budget. B is split evenly, the remainder one by one in
+    prompt order, each capped at `eager_extra_cap` (eager) or `adapt_extra_cap` (eager_adapt)
+    times M. The plan depends on the whole pool, so a caller that resumes phase 2 stores it.
+    """
+    method = config.method
+    if method not in ("eager", "eager_adapt"):
+        raise ValueError(f"the saved budget is spent by method 'eager' or 'eager_adapt', not {method!r}.")
+    for k, tree in enumerate(trees):
+        if tree.prompt_index != k:
+            raise ValueError(f"trees[{k}].prompt_index is {tree.prompt_index}: pass the whole pool in prompt order.")
+    m = max((t.budget for t in trees), default=0)
+    saved = sum(t.budget for t in trees) - sum(t.n_sequences for t in trees)
+    if method == "eager":
+        _score_missing(trees, verifier)
+        for t in trees:
+            t.solved = is_solved(t, config)
+        targets = [t.prompt_index for t in trees if t.budget > 0 and not t.solved]
+        cap = config.eager_extra_cap * m
+    else:
+        targets = [t.prompt_index for t in trees if t.budget > 0 and t.n_sequences >= t.budget]
+        cap = config.adapt_extra_cap * m
+    return split_saved_budget(saved, targets, cap)
 
 
 def spend_saved_budget(
@@ -87,60 +131,47 @@ def spend_saved_budget(
     verifier: Verifier | None = None,
     on_tree_done: Callable[[PromptTree], None] | None = None,
     errors: dict[int, str] | None = None,
+    shares: dict[int, int] | None = None,
+    active: list[int] | None = None,
 ) -> RolloutResult:
-    """Second phase of eager / eager_adapt over finished eager_init trees (modified in place).
+    """Second phase of eager / eager_adapt over finished eager_init trees (extended in place).
 
-    B = sum of budgets - sequences used is split evenly over the target prompts (eager:
-    no correct answer yet, judged by `verifier`; eager_adapt: used their whole budget),
-    capped per prompt; each target is sampled again with EAGer-init at a lowered
-    threshold until it has received its share (eager: or until it is solved).
+    Each prompt with a share (`shares`, else `plan_saved_budget`) is sampled again with
+    EAGer-init at a lowered threshold until it has received its share (eager: or until it
+    is solved). `active` limits the pass to some prompts (a resumed run gives the ones still
+    missing); the trees must be the whole pool, in prompt order, so seeds stay the same.
     """
     config.validate()
-    method = config.method
-    if method not in ("eager", "eager_adapt"):
-        raise ValueError(f"spend_saved_budget needs config.method 'eager' or 'eager_adapt', got {method!r}.")
-    if method == "eager" and verifier is None:
+    if config.method == "eager" and verifier is None:
         raise ValueError("method='eager' is label-aware: pass verifier(prompt_index, completion_ids) -> bool.")
-    errors = dict(errors or {})
     t0 = time.perf_counter()
-    for k, tree in enumerate(trees):
-        if tree.prompt_index != k:
-            raise ValueError(f"trees[{k}].prompt_index is {tree.prompt_index}: pass trees in prompt order.")
-    m = max((t.budget for t in trees), default=0)
-    saved = sum(t.budget for t in trees) - sum(t.n_sequences for t in trees)
-    if method == "eager":
-        _score_existing(trees, config, verifier)
-        targets = [t.prompt_index for t in trees if t.budget > 0 and not t.solved]
-        cap = config.eager_extra_cap * m
-    else:
-        targets = [t.prompt_index for t in trees if t.budget > 0 and t.n_sequences >= t.budget]
-        cap = config.adapt_extra_cap * m
-    shares = split_saved_budget(saved, targets, cap)
+    if shares is None:
+        shares = plan_saved_budget(trees, config, verifier)
+    run = [i for i, share in shares.items() if share > 0 and (active is None or i in active)]
     engine.configure(config.temperature, config.top_logprobs, config.stop_token_ids,
                      config.entropy_source == "full_vocab")
-    ledger = Ledger([shares.get(t.prompt_index, 0) for t in trees])
-    active = [i for i, share in shares.items() if share > 0]
-    for i in active:
+    ledger = Ledger([shares.get(t.prompt_index, 0) if t.prompt_index in run else 0 for t in trees])
+    for i in run:
         trees[i].retries += 1  # the first extra pass is already a retry: it runs at a lowered threshold
     if on_tree_done is not None:
         for t in trees:
-            if t.prompt_index not in active:
+            if t.prompt_index not in run and (active is None or t.prompt_index in active):
                 on_tree_done(t)
-    Driver(engine, trees, config, ledger, branching=True, retry_method=method,
-           verifier=verifier if method == "eager" else None, on_tree_done=on_tree_done).run(active)
-    result = RolloutResult(method, trees, errors)
+    Driver(engine, trees, config, ledger, branching=True, retry_method=config.method,
+           verifier=verifier if config.method == "eager" else None, on_tree_done=on_tree_done).run(run)
+    result = RolloutResult(config.method, trees, dict(errors or {}))
     result.wall_time_s = time.perf_counter() - t0
     return result
 
 
-def _score_existing(trees: list[PromptTree], config: EagerConfig, verifier: Verifier) -> None:
-    """Verify finished sequences that carry no verdict yet, and mark prompts solved (in parallel threads)."""
+def _score_missing(trees: list[PromptTree], verifier: Verifier | None) -> None:
+    """Verify finished sequences that carry no verdict yet (in parallel threads)."""
     todo = [(t.prompt_index, s) for t in trees for s in t.kept() if s.score is None]
+    if not todo:
+        return
+    if verifier is None:
+        raise ValueError("some sequences carry no verdict: pass verifier(prompt_index, completion_ids) -> bool.")
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="eager-verify") as pool:
         verdicts = list(pool.map(lambda item: verifier(item[0], list(item[1].tokens)), todo))
     for (_, seq), v in zip(todo, verdicts):
         seq.score = None if v is None else float(v)
-    for t in trees:
-        correct = sum(1 for s in t.kept() if s.score is not None and s.score >= 1.0)
-        wrong = len(t.kept()) - correct
-        t.solved = correct >= config.solved_min_correct and wrong >= config.solved_min_incorrect

@@ -33,7 +33,6 @@ def build_llm(
     dtype: str = "auto",
     max_model_len: int | None = None,
     gpu_memory_utilization: float = 0.9,
-    device: str | None = None,
     seed: int = 0,
     tokenizer: bool = True,
     full_vocab_entropy: bool = False,
@@ -43,7 +42,8 @@ def build_llm(
 
     Log-probs are reported after temperature (`processed_logprobs`, as TRL's colocated
     engine does), so each token's log-prob is its true sampling log-prob; entropy is put
-    back on the T = 1 scale by `rollout.entropy`. On the CPU build: eager mode (no
+    back on the T = 1 scale by `rollout.entropy`. vLLM picks its device from the platform
+    (choose a GPU with CUDA_VISIBLE_DEVICES). On the CPU build: eager mode (no
     minutes-long compile), small KV blocks so short shared prefixes hit the prefix cache.
     """
     from vllm import LLM
@@ -59,8 +59,6 @@ def build_llm(
         opts.update(enforce_eager=True, block_size=32)
     else:
         opts.update(gpu_memory_utilization=gpu_memory_utilization)
-        if device:
-            opts["device"] = device
     opts.update(kwargs)
     return LLM(**opts)
 
