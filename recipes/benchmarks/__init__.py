@@ -1,0 +1,1 @@
+"""Benchmarks: small scripts that print `name=value` figures, the headline figure last."""

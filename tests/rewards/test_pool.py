@@ -1,0 +1,153 @@
+"""The worker pool never hangs and never raises: hostile completions, threads, stuck and dead workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from rewards import verify_batch
+from rewards.pool import VerifierPool
+
+TIMEOUT_S = 0.5
+
+# (name, completion, gold, expected score or None when only "0 or 1, in time" is asserted)
+HOSTILE = [
+    ("10k nested braces", "\\boxed{" + "{" * 10_000 + "1" + "}" * 10_000 + "}", "1", 0.0),
+    ("400 nested braces, under the length cap", "\\boxed{" + "{" * 400 + "1" + "}" * 400 + "}", "1", None),
+    ("30 nested parentheses", "\\boxed{" + "(" * 30 + "3" + ")" * 30 + "}", "3", None),
+    ("100k characters of prose", "lorem ipsum dolor " * 5_600, "1", 0.0),
+    ("100k characters of prose, then a box", "lorem ipsum dolor " * 5_600 + "\\boxed{12}", "12", 1.0),
+    ("exponent tower", "\\boxed{2^{2^{2^{2^{2^{2}}}}}}", "5", 0.0),
+    ("exponent tower of nines", "\\boxed{9^{9^{9^{9}}}}", "9", 0.0),
+    ("tower minus itself", "\\boxed{10^{10^{10}} - 10^{10^{10}}}", "0", None),
+    ("huge factorial", "\\boxed{1000000!}", "5", 0.0),
+    ("unbalanced opening", "\\boxed{3", "3", 0.0),
+    ("unbalanced closing", "}}}}\\boxed{4}}}}}", "4", 1.0),
+    ("control characters", "\x00\x01\x1b[31m\\boxed{\x07 7}\x7f", "7", 1.0),
+    ("lone surrogate", "\ud800\\boxed{\ud800}", "1", 0.0),
+    ("empty", "", "1", 0.0),
+    ("several boxes", "\\boxed{1} no \\boxed{2} wait \\boxed{3}", "3", 1.0),
+    ("a boxed set", "\\boxed{\\{1, 2, 3\\}}", "\\{1,2,3\\}", 1.0),
+    ("a boxed set for one number", "\\boxed{\\{1, 2, 3\\}}", "1", 0.0),
+    ("a 900-digit integer", "\\boxed{" + "9" * 900 + "}", "9" * 900, 1.0),
+    ("deep fractions", "\\boxed{" + "\\frac{1}{" * 60 + "2" + "}" * 60 + "}", "2", None),
+]
+
+
+def _check(scores: list, elapsed: float, budget: float) -> None:
+    for (name, _, _, expected), score in zip(HOSTILE, scores):
+        assert score in (0.0, 1.0), (name, score)
+        if expected is not None:
+            assert score == expected, name
+    assert elapsed < budget, f"hostile corpus took {elapsed:.1f}s, budget {budget:.1f}s"
+
+
+def _budget(pool: VerifierPool, timeout_s: float, copies: int = 1) -> float:
+    # At worst every item runs to its hard deadline, spread over the workers, plus restarts.
+    per_item = timeout_s + pool.kill_grace_s
+    return copies * len(HOSTILE) * per_item / pool.num_workers + 20.0
+
+
+def test_hostile_corpus_from_the_main_thread(pool: VerifierPool) -> None:
+    assert threading.current_thread() is threading.main_thread()
+    start = time.monotonic()
+    scores = verify_batch([c for _, c, _, _ in HOSTILE], [g for _, _, g, _ in HOSTILE], pool=pool, timeout_s=TIMEOUT_S)
+    _check(scores, time.monotonic() - start, _budget(pool, TIMEOUT_S))
+
+
+def test_each_hostile_item_alone_answers_within_its_limit(pool: VerifierPool) -> None:
+    """One item at a time on an idle pool: its own limit plus the kill grace, plus scheduling slack."""
+    for name, completion, gold, _ in HOSTILE:
+        start = time.monotonic()
+        score = verify_batch([completion], [gold], pool=pool, timeout_s=0.5)[0]
+        elapsed = time.monotonic() - start
+        assert score in (0.0, 1.0), name
+        # slack: a replaced worker may still be importing when the next item arrives
+        assert elapsed < 0.5 + pool.kill_grace_s + 5.0, (name, elapsed)
+
+
+def test_hostile_corpus_from_worker_threads_concurrently(pool: VerifierPool) -> None:
+    completions, golds = [c for _, c, _, _ in HOSTILE], [g for _, _, g, _ in HOSTILE]
+
+    def run(_: int) -> tuple[list, bool]:
+        scores = verify_batch(completions, golds, pool=pool, timeout_s=0.5)
+        return scores, threading.current_thread() is threading.main_thread()
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=3) as executor:
+        results = list(executor.map(run, range(3)))
+    elapsed = time.monotonic() - start
+    for scores, on_main in results:
+        assert not on_main
+        _check(scores, elapsed, _budget(pool, 0.5, copies=3))
+
+
+@pytest.fixture(scope="module")
+def solo_pool() -> VerifierPool:
+    """A one-worker pool of its own: these tests stop and kill its worker, then close it."""
+    pool = VerifierPool(num_workers=1, kill_grace_s=0.5)
+    assert pool.run([("math", "1", "1", True, 1.0)]) == [1.0]  # started and warm
+    yield pool
+    pool.close()
+
+
+def test_a_stuck_worker_is_killed_and_replaced(solo_pool: VerifierPool) -> None:
+    """A worker frozen by SIGSTOP ignores its own alarm, as one stuck in C code would."""
+    (pid,) = solo_pool.worker_pids()
+    restarts = solo_pool.restarts
+    os.kill(pid, signal.SIGSTOP)
+    start = time.monotonic()
+    future = solo_pool.submit([("math", "1", "1", True, 1.0), ("math", "2", "2", True, 1.0)])
+    scores = future.result(timeout=60)
+    assert scores == [0.0, 1.0]  # the item it was stuck on scores 0; the next ran on the replacement
+    assert solo_pool.restarts == restarts + 1 and solo_pool.worker_pids() != [pid]
+    assert time.monotonic() - start < 1.0 + 0.5 + 30.0  # hard deadline, then a fresh worker's startup
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
+
+
+def test_a_worker_that_died_while_idle_costs_no_item(solo_pool: VerifierPool) -> None:
+    (pid,) = solo_pool.worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert solo_pool.run([("math", "3", "3", True, 1.0)]) == [1.0]
+
+
+def test_close_resolves_everything_and_refuses_new_work(solo_pool: VerifierPool) -> None:
+    future = solo_pool.submit([("math", "x^2", "x^2", False, 5.0)] * 40)
+    solo_pool.close()
+    assert all(s in (0.0, 1.0) for s in future.result(timeout=30))
+    assert solo_pool.closed and solo_pool.worker_pids() == []
+    with pytest.raises(RuntimeError, match="closed"):
+        solo_pool.submit([("math", "1", "1", True, 1.0)])
+
+
+EXIT_SCRIPT = r"""
+import threading, rewards
+scores = []
+thread = threading.Thread(target=lambda: scores.extend(rewards.verify_batch([r"\boxed{2}"], [2])))
+thread.start(); thread.join()
+assert scores == [1.0], scores
+rewards.submit_batch([r"\boxed{9^{9^{9^{9}}}}"] * 4, ["1"] * 4)  # still in flight at exit
+print(" ".join(map(str, rewards.get_default_pool().worker_pids())), flush=True)
+"""
+
+
+def test_the_default_pool_shuts_down_at_exit_without_orphans() -> None:
+    import subprocess
+    import sys
+
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert pids and time.monotonic() - start < 60
+    time.sleep(0.2)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
