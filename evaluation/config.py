@@ -1,0 +1,178 @@
+"""`eager-eval`'s parameters: the seed's flags, the engine's, and what users need beyond them.
+
+The command line is generated from `EvalConfig`'s fields (names, types, defaults, help),
+so the dataclass is the one place a flag is defined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, get_args, get_type_hints
+
+from evaluation.data import TASKS
+from rollout.config import FORK_MODES
+
+EXPERIMENT_CHOICES = ("parallel", "eager_init", "eager_adapt", "eager", "all")
+ORDER = ("parallel", "eager_init", "eager_adapt", "eager")  # what `all` runs, in this order
+
+
+@dataclass
+class EvalConfig:
+    """A test-time experiment: which model, which data, which methods, where the results go."""
+
+    model_name: str = field(metadata={"help": "Hub id or local directory of the model (and its tokenizer)."})
+    data_name: str = field(
+        metadata={
+            "help": "Hub dataset id (Maxwell-Jia/AIME_2024, opencompass/AIME2025, MathArena/hmmt_feb_2025, "
+            "fingertap/GPQA-Diamond, evalplus/humanevalplus, ...) or a local .jsonl/.json/.parquet file."
+        }
+    )
+    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature; must be > 0 (paper: 0.6)."})
+    entropy_threshold: float = field(
+        default=2.5, metadata={"help": "Branching threshold in nats (about 2.0 for eager_init, 2.2-2.5 for eager)."}
+    )
+    max_sequences: int = field(default=32, metadata={"help": "Budget M: sequences per prompt (paper: 32)."})
+    experiments: str = field(
+        default="all",
+        metadata={"help": "eager and eager_adapt reuse eager_init's results.", "choices": EXPERIMENT_CHOICES},
+    )
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "Results directory (the experiment's id). Default: outputs/<model>/<data>/<timestamp>."},
+    )
+    seed: int = field(default=55, metadata={"help": "Random seed (the seed repository's default is 55)."})
+    # Engine.
+    backend: str = field(
+        default="vllm",
+        metadata={"help": "vllm (fast) or hf (plain transformers, slow reference).", "choices": ("vllm", "hf")},
+    )
+    dtype: str = field(
+        default="auto", metadata={"help": "auto (the model's own on GPU, float32 on CPU), bfloat16, float16, float32."}
+    )
+    max_model_len: int = field(default=32768, metadata={"help": "Longest prompt + completion, in tokens."})
+    gpu_memory_utilization: float = field(default=0.7, metadata={"help": "Share of GPU memory vLLM may take."})
+    device: str = field(
+        default="auto",
+        metadata={"help": "auto, cuda or cpu, for the hf backend (vLLM picks its platform; CUDA_VISIBLE_DEVICES)."},
+    )
+    # Generation.
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Cap on each sequence's tokens. Default: max_model_len - longest prompt."}
+    )
+    fork_mode: str = field(
+        default="top2",
+        metadata={
+            "help": "top2 is the paper's (parent rank 1, child rank 2); resample keeps every sequence a policy sample.",
+            "choices": FORK_MODES,
+        },
+    )
+    prompt_batch_size: int = field(
+        default=0,
+        metadata={"help": "Prompts generated at once in parallel/eager_init (0: all). Smaller saves memory on GPU."},
+    )
+    # Data.
+    limit: int | None = field(default=None, metadata={"help": "Use only the first N prompts of the dataset."})
+    question_column: str | None = field(default=None, metadata={"help": "Question column (found automatically)."})
+    answer_column: str | None = field(default=None, metadata={"help": "Answer column (found automatically)."})
+    split: str | None = field(default=None, metadata={"help": "Dataset split for hub ids (known for the seed's)."})
+    subset: str | None = field(default=None, metadata={"help": "Dataset configuration/subset for hub ids."})
+    task: str = field(
+        default="auto",
+        metadata={"help": "math, choice (letters) or code (HumanEval tests); auto: from the data.", "choices": TASKS},
+    )
+    prompt_template: str | None = field(
+        default=None, metadata={"help": "User message with a {question} placeholder. Default asks for \\boxed{}."}
+    )
+    chat_template: bool = field(default=True, metadata={"help": "Wrap prompts in the tokenizer's chat template."})
+    enable_thinking: bool | None = field(
+        default=None, metadata={"help": "Pass enable_thinking to the chat template (Qwen3); default: template's."}
+    )
+    # Output.
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Start the experiments afresh; results with other parameters (or unreadable) are set aside."},
+    )
+    notes: str = field(default="", metadata={"help": "Free text stored in each results file."})
+    log_level: str = field(default="INFO", metadata={"help": "Logging level."})
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"--{name}={getattr(self, name)!r}: {why}")
+
+        if not self.temperature > 0:
+            raise bad("temperature", "EAGer samples; use a temperature > 0 (the paper uses 0.6).")
+        if self.experiments not in EXPERIMENT_CHOICES:
+            raise bad("experiments", f"choose one of {EXPERIMENT_CHOICES}.")
+        if self.fork_mode not in FORK_MODES:
+            raise bad("fork_mode", f"choose one of {FORK_MODES}.")
+        if self.backend not in ("vllm", "hf"):
+            raise bad("backend", "choose vllm or hf.")
+        if self.max_sequences < 1:
+            raise bad("max_sequences", "the budget M must be at least 1.")
+        if self.entropy_threshold < 0:
+            raise bad("entropy_threshold", "entropies are >= 0 nats.")
+        if self.limit is not None and self.limit < 1:
+            raise bad("limit", "use at least 1 prompt.")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise bad("max_new_tokens", "must be at least 1.")
+        if self.prompt_batch_size < 0:
+            raise bad("prompt_batch_size", "use 0 (all prompts) or a positive number.")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise bad("gpu_memory_utilization", "must be in (0, 1].")
+
+    def experiment_list(self) -> list[str]:
+        return list(ORDER) if self.experiments == "all" else [self.experiments]
+
+
+def _flag_type(tp: Any) -> Any:
+    args = [a for a in get_args(tp) if a is not type(None)]
+    return args[0] if args else tp
+
+
+def _str2bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "y"):
+        return True
+    if text.lower() in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser(cls: type = EvalConfig, prog: str = "eager-eval") -> argparse.ArgumentParser:
+    """An argparse parser with one `--field` per dataclass field (help text from its metadata)."""
+    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = _flag_type(hints[f.name])
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else f.default
+        kw: dict[str, Any] = {"help": f.metadata.get("help", ""), "dest": f.name}
+        if tp is bool and default is False:
+            kw.update(action="store_true")
+        elif tp is bool:  # True or None by default: accept --x, --no_x and --x=false
+            kw.update(type=_str2bool, nargs="?", const=True, default=default)
+            parser.add_argument(
+                f"--no_{f.name}", dest=f.name, action="store_false", default=default, help=f"Turn --{f.name} off."
+            )
+        else:
+            kw.update(type=tp, default=default, required=required)
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+            else:
+                kw["metavar"] = f.name.upper()
+        parser.add_argument(f"--{f.name}", **kw)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> EvalConfig:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return EvalConfig(**vars(ns))
+    except ValueError as exc:
+        parser.error(str(exc))  # exits 2 with the usage line and the message
+        raise  # unreachable; keeps type checkers happy

@@ -1,0 +1,212 @@
+"""eager-eval and eager-recap end to end on a tiny random model and a shared data file.
+
+The `all` run goes through the real vLLM engine; the kill -9 run uses the transformers
+backend (starts in seconds and is slow enough per prompt to be killed half-way).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evaluation import recap
+from evaluation.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def eval_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "eager-eval"  # the console script, when the project is installed
+    return [str(script)] if script.exists() else [sys.executable, "-m", "evaluation.cli"]
+
+
+def eval_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--model_name", str(model), "--data_name", str(data), "--output_dir", str(out), "--max_model_len", "1024",
+        "--temperature", "0.6", "--seed", "7", *extra,
+    ]
+
+
+def results(out: Path) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+
+
+def records(data: dict) -> list[dict]:
+    return data.get("entropy-aware-generations", data.get("default-generations"))
+
+
+@pytest.fixture(scope="module")
+def all_run(tiny_model, shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run1"
+    args = eval_args(tiny_model, shared_data / "aime_2025.jsonl", out, "--experiments", "all", "--limit", "3",
+                     "--max_sequences", "4", "--max_new_tokens", "24", "--entropy_threshold", "2.95")
+    proc = subprocess.run(eval_cmd() + args, cwd=REPO, capture_output=True, text=True, timeout=400)
+    return out, args, proc
+
+
+def test_all_experiments_complete(all_run):
+    out, _, proc = all_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = results(out)
+    assert sorted(files) == sorted([
+        "run1_default_results.json", "run1_aware_results__th2.95.json",
+        "run1_aware_more_budget_results__th2.95.json", "run1_aware_easy_more_budget_results__th2.95.json",
+    ])
+    for name, data in files.items():
+        assert data["status"]["state"] == "COMPLETED", name
+        assert [r["index"] for r in records(data)] == [0, 1, 2], name
+        for key in ("avg_acc", "pass_at_1", "cons_at_max"):
+            assert key in data["results"]
+        for r in records(data):
+            seqs = r["tree"]["sequences"]
+            assert r["tokens_generated"] == sum(len(s["token_ids"]) - s["n_inherited"] for s in seqs)
+            assert r["generated_sequences"] == len(r["generations"]) == len(r["entropies"]) == len(seqs)
+            assert all(len(e) == len(s["token_ids"]) for e, s in zip(r["entropies"], seqs, strict=True))
+    parallel, init = files["run1_default_results.json"], files["run1_aware_results__th2.95.json"]
+    assert all(r["generated_sequences"] == 4 for r in records(parallel))
+    assert all(1 <= r["generated_sequences"] <= 4 for r in records(init))
+    for name in ("run1_aware_more_budget_results__th2.95.json", "run1_aware_easy_more_budget_results__th2.95.json"):
+        phase2 = files[name]
+        used = sum(r["generated_sequences"] for r in records(init))
+        assert phase2["extra"]["budget_plan"]["saved_budget"] == 3 * 4 - used
+        assert phase2["data"]["eager_init_run"] == init["extra"]["run_id"]
+        for before, after in zip(records(init), records(phase2), strict=True):  # eager_init's sequences stay first
+            assert after["generations"][: before["generated_sequences"]] == before["generations"]
+    assert "| parallel |" in proc.stdout and "Pass@k" in proc.stdout  # the recap table at the end
+
+
+def test_recap_prints_a_table_and_writes_plots(all_run, capsys):
+    out, _, _ = all_run
+    assert recap.main([str(out), "--plots_dir", str(out / "figs")]) == 0
+    printed = capsys.readouterr().out
+    for header in ("Pass@k", "Cons@k", "PassRate", "#T", "#S", "LowestCentroid"):
+        assert header in printed
+    assert sum(line.startswith("| eager") for line in printed.splitlines()) == 3
+    pngs = sorted((out / "figs").glob("*.png"))
+    assert [p.name for p in pngs][-1] == "pass_at_k_vs_tokens.png"
+    assert any(p.name.startswith("entropy_trace_eager_init") for p in pngs)
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_running_again_changes_nothing(all_run):
+    out, args, _ = all_run
+    before = {p.name: p.read_bytes() for p in out.glob("*.json")}
+    assert main(args) == 0  # everything is complete: no engine is even built
+    assert {p.name: p.read_bytes() for p in out.glob("*.json")} == before
+
+
+def _completed(path: Path) -> int:
+    try:
+        return json.loads(path.read_text())["status"]["completed"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _interrupt(args: list[str], path: Path, after: int, sig: int) -> subprocess.Popen:
+    """Start eager-eval and send `sig` once the results file holds `after` prompts."""
+    proc = subprocess.Popen(eval_cmd() + args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while _completed(path) < after and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=120)
+    return proc
+
+
+def test_kill_9_and_ctrl_c_then_resume_give_every_prompt_exactly_once(tiny_model, shared_data, tmp_path):
+    out = tmp_path / "killed"
+    args = eval_args(tiny_model, shared_data / "gsm8k_test.jsonl", out, "--experiments", "eager_init",
+                     "--backend", "hf", "--limit", "6", "--max_sequences", "2", "--max_new_tokens", "24",
+                     "--entropy_threshold", "2.95", "--prompt_batch_size", "1")
+    path = out / "killed_aware_results__th2.95.json"
+    proc = _interrupt(args, path, after=1, sig=signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    first = json.loads(path.read_text())
+    assert 1 <= first["status"]["completed"] < 6, "the kill should land half-way"
+    assert first["status"]["state"] == "IN_PROGRESS"
+
+    proc = _interrupt(args, path, after=first["status"]["completed"] + 1, sig=signal.SIGINT)  # Ctrl-C
+    assert proc.returncode == 130, proc.stderr.read()[-2000:]
+    second = json.loads(path.read_text())
+    assert first["status"]["completed"] < second["status"]["completed"] < 6
+
+    again = subprocess.run(eval_cmd() + args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    final = json.loads(path.read_text())
+    assert final["status"]["state"] == "COMPLETED"
+    assert [r["index"] for r in records(final)] == [0, 1, 2, 3, 4, 5]
+    kept = {r["index"]: r for r in records(final)}
+    for r in records(second):  # nothing done before an interruption was lost or regenerated
+        assert kept[r["index"]] == r
+    assert not list(out.glob(".*.tmp"))
+
+
+# --- bad input: a clear message and a non-zero exit, before any engine starts ------------------------
+
+
+def test_unknown_column_lists_the_existing_ones(tiny_model, shared_data, tmp_path, capsys):
+    rc = main(eval_args(tiny_model, shared_data / "aime_2024.jsonl", tmp_path / "o", "--question_column", "nope"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown question column 'nope'" in err and "'Problem'" in err and "'Answer'" in err
+
+
+def test_temperature_zero_is_refused(tiny_model, shared_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(eval_args(tiny_model, shared_data / "aime_2024.jsonl", tmp_path / "o") + ["--temperature", "0"])
+    assert exc.value.code == 2 and "temperature" in capsys.readouterr().err
+
+
+def test_missing_model_path_exits_non_zero(shared_data, tmp_path):
+    missing = tmp_path / "no-such-model"
+    proc = subprocess.run(eval_cmd() + eval_args(missing, shared_data / "aime_2024.jsonl", tmp_path / "o"),
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert f"model path {missing} does not exist" in proc.stderr
+
+
+def test_truncated_results_file_is_named_and_left_alone(all_run, tmp_path, capsys):
+    src, args, _ = all_run
+    out = tmp_path / "run1"
+    shutil.copytree(src, out)
+    victim = out / "run1_aware_results__th2.95.json"
+    victim.write_bytes(victim.read_bytes()[:500])
+    before = {p.name: p.read_bytes() for p in out.glob("*.json")}
+    rc = main([a if a != str(src) else str(out) for a in args])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(victim) in err and "truncated" in err
+    assert {p.name: p.read_bytes() for p in out.glob("*.json")} == before
+
+
+def test_results_with_other_parameters_are_refused(all_run, tmp_path, capsys):
+    src, args, _ = all_run
+    out = tmp_path / "run1"
+    shutil.copytree(src, out)
+    before = {p.name: p.read_bytes() for p in out.glob("*.json")}
+    argv = [a if a != str(src) else str(out) for a in args]
+    rc = main(argv[:argv.index("--max_sequences") + 1] + ["5"] + argv[argv.index("--max_sequences") + 2:])
+    err = capsys.readouterr().err
+    assert rc == 2 and "other parameters" in err and "max_sequences" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.glob("*.json")} == before
+
+
+def test_eager_without_eager_init_says_what_to_run(tiny_model, shared_data, tmp_path, capsys):
+    rc = main(eval_args(tiny_model, shared_data / "aime_2025.jsonl", tmp_path / "o", "--experiments", "eager",
+                        "--limit", "2"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "eager_init" in err and "does not exist" in err
+
+
+def test_model_names_that_are_paths():
+    from evaluation.context import looks_local
+
+    assert looks_local("/abs/model") and looks_local("./rel") and looks_local("~/m") and looks_local("a/b/c")
+    assert not looks_local("Qwen/Qwen3-4B") and not looks_local("gpt2")
