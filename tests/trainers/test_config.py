@@ -1,0 +1,154 @@
+"""EagerGRPOConfig: a drop-in GRPOConfig by default, and errors that say what to change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+
+from tests.trainers.conftest import make_args
+from tests.trainers.helpers import label_reward, rows
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def test_default_is_trl_parallel_and_needs_no_vllm(tmp_path):
+    args = make_args(tmp_path, use_vllm=False)
+    assert args.rollout_generator == "parallel" and not args.is_eager
+    assert args.eager_budget == args.num_generations
+
+
+def test_eager_config_valid(tmp_path):
+    args = make_args(tmp_path, rollout_generator="eager", eager_max_sequences=3)
+    assert args.is_eager and args.eager_budget == 3
+    assert args.run_tag == "eager-G4-T1-th2-M3-resample-solved1c0w-finish"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({"rollout_generator": "beam"}, ["rollout_generator", "parallel", "eager_init"]),
+        ({"use_vllm": False}, ["use_vllm=True"]),
+        ({"vllm_mode": "server"}, ["vllm_mode", "colocate", "in the trainer's process"]),
+        ({"loss_type": "grpo"}, ["loss_type", "dapo", "bnpo", "cispo", "dilute"]),
+        ({"loss_type": "sapo"}, ["loss_type"]),
+        ({"loss_type": "luspo"}, ["loss_type"]),
+        ({"top_p": 0.9}, ["top_p=1.0", "temperature only"]),
+        ({"top_k": 50}, ["top_k=0"]),
+        ({"repetition_penalty": 1.1}, ["repetition_penalty=1.0"]),
+        ({"eager_max_sequences": 5}, ["eager_max_sequences", "num_generations=4"]),
+        ({"eager_fork_mode": "best"}, ["eager_fork_mode", "resample"]),
+        ({"eager_on_solved": "stop"}, ["eager_on_solved", "finish", "abort"]),
+        ({"eager_answer_kind": "code"}, ["eager_answer_kind", "math", "choice"]),
+        ({"eager_solved_min_correct": 0}, ["eager_solved_min_correct"]),
+        ({"eager_entropy_threshold": -1.0}, ["eager_entropy_threshold"]),
+    ],
+)
+def test_bad_eager_settings_say_what_to_change(tmp_path, overrides, names):
+    overrides = {"rollout_generator": "eager", **overrides}
+    with pytest.raises(ValueError) as err:
+        make_args(tmp_path, **overrides)
+    for name in names:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize("generator", ["parallel", "eager"])
+def test_sleep_mode_refused_on_cpu_engine(tmp_path, generator):
+    with pytest.raises(ValueError, match="vllm_enable_sleep_mode=False"):
+        make_args(tmp_path, rollout_generator=generator, vllm_enable_sleep_mode=True)
+
+
+def test_mask_safe_losses_accepted(tmp_path):
+    for loss in ("dapo", "bnpo", "cispo", "dr_grpo"):
+        assert make_args(tmp_path, rollout_generator="eager_init", loss_type=loss).loss_type == loss
+
+
+def test_groups_must_not_straddle_processes(tmp_path, monkeypatch):
+    from trainers import EagerGRPOConfig
+
+    # Two processes of 2 rows each: TRL is content (4 rows in all), but a group of 4 would span both.
+    monkeypatch.setattr(EagerGRPOConfig, "world_size", property(lambda self: 2))
+    make_args(tmp_path, per_device_train_batch_size=2)  # parallel: TRL gathers groups across processes
+    with pytest.raises(ValueError) as err:
+        make_args(tmp_path, rollout_generator="eager", per_device_train_batch_size=2)
+    for name in ("per_device_train_batch_size", "straddle", "num_generations=4"):
+        assert name in str(err.value)
+    make_args(tmp_path, rollout_generator="eager", per_device_train_batch_size=4)
+
+
+def test_label_aware_refuses_a_dataset_without_gold(tmp_path, tiny_model):
+    from trainers import EagerGRPOTrainer
+
+    data = Dataset.from_list([{"prompt": r["prompt"], "solution": r["answer"]} for r in rows(4)])
+    args = make_args(tmp_path, rollout_generator="eager")
+    with pytest.raises(ValueError) as err:
+        EagerGRPOTrainer(model=str(tiny_model), reward_funcs=label_reward, args=args, train_dataset=data)
+    assert "'answer'" in str(err.value) and "eager_gold_column" in str(err.value)
+
+
+def test_trainer_refuses_a_plain_grpo_config(tmp_path, tiny_model):
+    from trl import GRPOConfig
+
+    from trainers import EagerGRPOTrainer
+
+    with pytest.raises(TypeError, match="EagerGRPOConfig"):
+        EagerGRPOTrainer(model=str(tiny_model), reward_funcs=label_reward,
+                         args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False))
+
+
+def test_think_end_token_must_be_one_token():
+    from transformers import AutoTokenizer
+
+    from tests.trainers.helpers import TOKENIZER
+    from trainers import EagerGRPOTrainer
+
+    holder = type("T", (), {"_tokenizer": AutoTokenizer.from_pretrained(TOKENIZER)})()
+    assert EagerGRPOTrainer._single_token_id(holder, "</think>") == holder._tokenizer.convert_tokens_to_ids("</think>")
+    assert EagerGRPOTrainer._single_token_id(holder, None) is None
+    with pytest.raises(ValueError, match="eager_think_end_token"):
+        EagerGRPOTrainer._single_token_id(holder, "end of thinking")
+
+
+@pytest.mark.parametrize("recipe", ["cpu_default.yaml", "qwen3_4b_aime.yaml"])
+def test_recipes_parse_with_trl_parser(recipe):
+    from trl import ModelConfig, TrlParser
+
+    from recipes.grpo import GRPOScriptArguments
+    from trainers import EagerGRPOConfig
+
+    parser = TrlParser((GRPOScriptArguments, EagerGRPOConfig, ModelConfig))
+    cpu = ["--use_cpu", "true", "--bf16", "false"] if recipe.startswith("qwen3") else []  # a GPU recipe, here
+    script, args, model = parser.parse_args_and_config(
+        args=["--config", str(RECIPES / recipe), "--eager_entropy_threshold", "1.5", *cpu])
+    assert isinstance(args, EagerGRPOConfig)
+    assert args.eager_entropy_threshold == 1.5  # the command line wins over the YAML
+    assert args.rollout_generator in ("parallel", "eager_init", "eager_adapt", "eager")
+    assert script.reward_funcs and model.model_name_or_path
+
+
+def test_recipe_unknown_key_is_an_error(tmp_path):
+    from trl import ModelConfig, TrlParser
+
+    from recipes.grpo import GRPOScriptArguments
+    from trainers import EagerGRPOConfig
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((RECIPES / "cpu_default.yaml").read_text() + "\neager_treshold: 2.0\n")
+    with pytest.raises((ValueError, SystemExit)):
+        TrlParser((GRPOScriptArguments, EagerGRPOConfig, ModelConfig)).parse_args_and_config(
+            args=["--config", str(bad)])
+
+
+def test_accelerate_configs():
+    import yaml
+
+    configs = {p.stem: yaml.safe_load(p.read_text()) for p in (RECIPES / "accelerate").glob("*.yaml")}
+    assert set(configs) >= {"cpu", "single_gpu", "multi_gpu", "zero2", "zero3", "cpu_2proc", "cpu_2proc_zero2"}
+    # Two real CPU processes: MULTI_GPU or DEEPSPEED without use_cpu (MULTI_CPU and use_cpu run only one).
+    for name in ("cpu_2proc", "cpu_2proc_zero2"):
+        assert configs[name]["num_processes"] == 2 and configs[name]["use_cpu"] is False
+        assert configs[name]["mixed_precision"] == "no"
+    assert configs["cpu_2proc"]["distributed_type"] == "MULTI_GPU"
+    assert configs["cpu_2proc_zero2"]["deepspeed_config"]["zero_stage"] == 2
+    assert configs["zero3"]["deepspeed_config"]["zero_stage"] == 3

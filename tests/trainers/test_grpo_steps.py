@@ -1,0 +1,251 @@
+"""Real GRPO steps on CPU with the colocated vLLM engine, once per rollout generator.
+
+Each generator trains a tiny random Qwen2 for two steps of 4 prompts x 4 rows. The prompts'
+gold answers make a "yes" prompt solved by its first sequence, a "no" prompt never solved and
+"coin" prompts a coin flip (tests/trainers/helpers.py), so label-aware EAGer has rows to move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from datasets import Dataset
+
+from tests.trainers.conftest import make_args, release
+from tests.trainers.helpers import Recorder, label_grade, label_of, rows
+
+GENERATORS = {
+    "parallel": {},
+    # Random-model top-20 entropies sit just under ln 20 ~ 3.0: 2.9 forks a few times per prompt.
+    "eager_init": {"eager_entropy_threshold": 2.9},
+    "eager_adapt": {"eager_entropy_threshold": 2.9, "eager_max_sequences": 3},
+    # 4.0: no fork on a first pass; unsolved prompts retry at lower thresholds and then fork.
+    "eager": {"eager_entropy_threshold": 4.0},
+}
+
+
+class RecordingEngine:
+    """The rollout engine, logging rollout starts, engine steps and new requests in order."""
+
+    def __init__(self, engine, events: list, prompt_of) -> None:
+        self._engine, self._events, self._prompt_of = engine, events, prompt_of
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def configure(self, *args, **kwargs):
+        self._events.append(("rollout",))
+        return self._engine.configure(*args, **kwargs)
+
+    def add(self, request):
+        self._events.append(("add", self._prompt_of(request.token_ids)))
+        return self._engine.add(request)
+
+    def step(self):
+        self._events.append(("step",))
+        return self._engine.step()
+
+
+@dataclass
+class Run:
+    generator: str
+    trainer: object
+    before: dict
+    recorder: Recorder
+    outputs: list = field(default_factory=list)  # (inputs after TRL merged the extra fields, output) per step
+    events: list = field(default_factory=list)
+
+    @property
+    def logs(self) -> list[dict]:
+        return [h for h in self.trainer.state.log_history if "loss" in h]
+
+
+@pytest.fixture(scope="module", params=list(GENERATORS))
+def run(request, tiny_model, tmp_path_factory) -> Run:
+    generator = request.param
+    args = make_args(tmp_path_factory.mktemp(generator), rollout_generator=generator, **GENERATORS[generator])
+    recorder = Recorder()
+    events: list = []
+
+    def grade(text: str, gold: str) -> float:
+        verdict = label_grade(text, gold)
+        events.append(("verdict", gold, verdict))
+        return verdict
+
+    from trainers import EagerGRPOTrainer
+
+    trainer = EagerGRPOTrainer(model=str(tiny_model), reward_funcs=recorder, args=args,
+                               train_dataset=Dataset.from_list(rows(8)), verifier=grade)
+    result = Run(generator, trainer, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}, recorder,
+                 events=events)
+    tokenizer = trainer.processing_class
+    prompt_of = lambda ids: int(tokenizer.decode(ids).split()[1].rstrip(":"))  # noqa: E731
+    make_engine = trainer.eager_engine
+    trainer.eager_engine = lambda: RecordingEngine(make_engine(), events, prompt_of)
+    generate_and_score = trainer._generate_and_score_completions
+
+    def capture(inputs):
+        output = generate_and_score(inputs)
+        result.outputs.append(([dict(row) for row in inputs],
+                               {k: v.clone() if torch.is_tensor(v) else v for k, v in output.items()}))
+        return output
+
+    trainer._generate_and_score_completions = capture
+    trainer.train()
+    yield result
+    release(trainer)
+
+
+def test_parallel_is_trl_own_sampling(run):
+    import vllm
+    from trl.generation import vllm_generation
+
+    if run.generator == "parallel":
+        assert run.trainer.rollout_func is None
+    else:
+        assert run.trainer.rollout_func is not None
+    assert vllm_generation.LLM is vllm.LLM  # the CPU engine settings applied to this trainer's engine only
+    config = run.trainer.vllm_generation.llm.llm_engine.model_config
+    assert config.dtype == run.trainer.model.dtype == torch.float32 and config.enforce_eager
+
+
+def test_weights_move(run):
+    moved = [n for n, p in run.trainer.model.named_parameters() if not torch.equal(p.detach(), run.before[n])]
+    assert moved, "no parameter changed in two GRPO steps"
+
+
+def test_rows_per_step_constant(run):
+    assert len(run.outputs) == 2
+    for inputs, output in run.outputs:
+        assert len(inputs) == output["completion_ids"].shape[0] == output["advantages"].shape[0] == 16
+    for log in run.logs:
+        assert 0 < log["eager/rows_used_frac"] <= 1
+
+
+def test_unused_rows_get_no_advantage_and_no_loss(run):
+    saw_unused = False
+    for inputs, output in run.outputs:
+        used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
+        loss_mask = output["completion_mask"] * output.get("tool_mask", torch.ones_like(output["completion_mask"]))
+        assert (loss_mask[used].sum(dim=1) > 0).all()
+        if (~used).any():
+            saw_unused = True
+            assert (output["advantages"][~used] == 0).all()
+            assert (loss_mask[~used] == 0).all()
+            # Whatever an unused row holds, the loss does not move.
+            trainer = run.trainer
+            loss = trainer._compute_loss(trainer.model, output)
+            poisoned = dict(output, advantages=output["advantages"].clone())
+            poisoned["advantages"][~used] = 1e3
+            assert torch.allclose(trainer._compute_loss(trainer.model, poisoned), loss)
+    if run.generator in ("parallel",):
+        assert not saw_unused
+    elif run.generator in ("eager_init", "eager_adapt"):
+        assert saw_unused, "expected confident prompts to leave rows unused"
+
+
+def test_rewards_receive_each_rows_own_prompt_and_gold(run):
+    tokenizer = run.trainer.processing_class
+    assert len(run.recorder.calls) == len(run.outputs)
+    for call, (inputs, output) in zip(run.recorder.calls, run.outputs):
+        assert all(answer == label_of(prompt) for prompt, answer in zip(call["prompts"], call["answer"]))
+        for prompt, ids, mask in zip(call["prompts"], output["prompt_ids"], output["prompt_mask"]):
+            assert tokenizer.decode(ids[mask.bool()]) == prompt
+
+
+def test_completions_carry_policy_logprobs(run):
+    # Sampling log-probs (vLLM, processed) against the trainer's: a shifted or missing log-prob
+    # (inherited prefix, fork token) would be off by whole nats.
+    for log in run.logs:
+        assert log["sampling/sampling_logp_difference/max"] < 0.05
+        assert abs(log["sampling/importance_sampling_ratio/mean"] - 1) < 0.02
+
+
+def test_eager_metrics_every_step(run):
+    keys = ["rollout_tokens", "rollout_tokens_cumulative", "rows_used_frac", "sequences_per_prompt_mean",
+            "sequences_per_prompt_min", "sequences_per_prompt_max", "branches_per_prompt", "frac_solved",
+            "frac_with_signal", "rows_reallocated"]
+    assert len(run.logs) == 2
+    for log in run.logs:
+        assert all(f"eager/{key}" in log for key in keys), sorted(log)
+        assert log["eager/rollout_tokens"] > 0
+        # TRL's completion statistics describe the real rows only (a random model never ends early).
+        assert log["completions/min_length"] == log["completions/mean_terminated_length"] + 8 == 8
+        assert log["completions/clipped_ratio"] == 1
+    cumulative = [log["eager/rollout_tokens_cumulative"] for log in run.logs]
+    assert cumulative[1] == pytest.approx(cumulative[0] + run.logs[1]["eager/rollout_tokens"])
+    if run.generator == "parallel":
+        assert all(log["eager/rows_used_frac"] == 1 and log["eager/branches_per_prompt"] == 0 for log in run.logs)
+        assert all(log["eager/rollout_tokens"] == 16 * 8 for log in run.logs)  # no EOS from a random model
+    else:
+        assert sum(log["eager/branches_per_prompt"] for log in run.logs) > 0
+
+
+def test_label_aware_moves_rows_to_unsolved_prompts(run):
+    if run.generator != "eager":
+        pytest.skip("label-aware only")
+    for call in run.recorder.calls:
+        used_by = {}
+        for prompt, used in zip(call["prompts"], call["eager_used"]):
+            used_by.setdefault(label_of(prompt), []).append(used)
+        assert sum(used_by["yes"]) == 1  # solved by its first sequence: nothing more
+        assert sum(used_by["no"]) > 4  # never solved: it took rows of solved prompts
+        assert len(call["prompts"]) == 16
+    assert all(log["eager/rows_reallocated"] > 0 for log in run.logs)
+
+
+def test_solved_prompt_gets_no_new_sequence(run):
+    if run.generator != "eager":
+        pytest.skip("label-aware only")
+    segments, current = [], None
+    for event in run.events:
+        if event[0] == "rollout":
+            current = []
+            segments.append(current)
+        elif current is not None:
+            current.append(event)
+    assert len(segments) == 2
+    for events in segments:
+        solved_at = next(i for i, e in enumerate(events) if e[:3] == ("verdict", "yes", 1.0))
+        # The verdict comes from a background thread; the driver reads it before its next engine step
+        # (allow three, for thread scheduling). After that, the "yes" prompt must get no sequence.
+        steps = [i for i, e in enumerate(events) if e[0] == "step" and i > solved_at]
+        cutoff = steps[2]
+        late = [e for e in events[cutoff:] if e[0] == "add"]
+        assert not [e for e in late if label_of(f"Question {e[1]}:") == "yes"]
+        assert [e for e in late if label_of(f"Question {e[1]}:") == "no"]  # others still got new sequences
+
+
+def test_engine_follows_trainer_after_sync(run):
+    """Runs last for each generator: it perturbs the weights."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    trainer = run.trainer
+    llm, model = trainer.vllm_generation.llm, trainer.model
+    prompts = [trainer.processing_class(text=f"Question {i}: hello")["input_ids"] for i in range(3)]
+    params = SamplingParams(temperature=0.0, max_tokens=12)
+
+    def vllm_greedy() -> list[list[int]]:
+        return [list(o.outputs[0].token_ids) for o in llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts],
+                                                                   params, use_tqdm=False)]
+
+    def hf_greedy() -> list[list[int]]:
+        model.eval()  # generate() in train mode with gradient checkpointing drops the cache and goes astray
+        try:
+            with torch.no_grad():
+                return [model.generate(torch.tensor([p]), max_new_tokens=12, do_sample=False)[0, len(p):].tolist()
+                        for p in prompts]
+        finally:
+            model.train()
+
+    trainer.vllm_generation.sync_weights()
+    assert vllm_greedy() == hf_greedy()  # after training steps
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    stale = vllm_greedy()
+    trainer.vllm_generation.sync_weights()
+    assert vllm_greedy() == hf_greedy() != stale

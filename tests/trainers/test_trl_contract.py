@@ -1,0 +1,107 @@
+"""The TRL 1.16 surface `trainers/` rests on. A TRL upgrade that moves any of it fails here, loudly.
+
+The rollout hook is experimental in TRL; the subclass overrides two private methods and reads
+a few private attributes. Each test names what `trainers/` needs and where it is used.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import pytest
+import torch
+from trl import GRPOConfig, GRPOTrainer
+from trl.generation import vllm_generation
+from trl.trainer import grpo_trainer
+
+from trainers.config import MASK_SAFE_LOSSES
+
+
+def source(obj) -> str:
+    return inspect.getsource(obj)
+
+
+def test_rollout_func_hook():
+    # trainers.trainer passes rollout_func; TRL calls it with (prompts, trainer) and checks its keys.
+    assert "rollout_func" in inspect.signature(GRPOTrainer.__init__).parameters
+    body = source(GRPOTrainer._generate)
+    assert "self.rollout_func(prompts, self)" in body
+    assert '{"prompt_ids", "completion_ids", "logprobs"}' in body
+    assert "self.vllm_generation.sync_weights()" in body  # weights are pushed before the hook runs
+    assert 'extra_fields.pop("env_mask", None)' in body  # env_mask becomes the loss mask
+
+
+def test_extra_fields_reach_inputs_and_rewards():
+    body = source(GRPOTrainer._generate_and_score_completions)
+    # Extra fields overwrite the rows' inputs (our prompt, gold and group columns)...
+    assert re.search(r"for key, values in extra_fields\.items\(\):\s+if isinstance\(values, list\)", body)
+    assert "inp[key] = values[i]" in body
+    # ...before the rewards are computed from those inputs, then gathered across processes.
+    assert body.index("inp[key] = values[i]") < body.index("self._calculate_rewards(inputs, prompts, completions")
+    assert "gather(rewards_per_func)" in source(GRPOTrainer._calculate_rewards)
+    pattern = r"keys = \[key for key in inputs\[0\] if key not in (\[.*?\])\]"
+    keys = re.search(pattern, source(GRPOTrainer._calculate_rewards))
+    assert keys and "prompt" in keys.group(1)  # the prompt goes to rewards through `prompts`, which we swap
+
+
+def test_overridden_method_signatures():
+    assert list(inspect.signature(GRPOTrainer._calculate_rewards).parameters) == [
+        "self", "inputs", "prompts", "completions", "completion_ids_list"]
+    assert list(inspect.signature(GRPOTrainer._generate_and_score_completions).parameters) == ["self", "inputs"]
+    assert list(inspect.signature(GRPOTrainer._tokenize_prompts).parameters) == ["self", "prompts"]
+    # Advantages and the slice we replace: one per local row, sliced by process index.
+    body = source(GRPOTrainer._generate_and_score_completions)
+    assert '"advantages": advantages' in body
+    assert "self.accelerator.process_index * len(prompts)" in body
+    assert 'self._metrics[mode]["frac_reward_zero_std"].append' in body
+    assert 'self._logs["advantages"].extend' in body and 'self._logs["prompt"].extend' in body
+    generate = source(GRPOTrainer._generate)  # completion statistics we restate over the real rows
+    for stat in ("mean", "min", "max"):
+        assert f'"completions/{stat}_length"' in generate and f'"completions/{stat}_terminated_length"' in generate
+    assert '"completions/clipped_ratio"' in generate
+
+
+def test_sampler_repeats_each_prompt_in_consecutive_rows():
+    sampler = grpo_trainer.RepeatSampler(list(range(6)), mini_repeat_count=3, batch_size=2, repeat_count=1,
+                                         shuffle=False)
+    assert list(sampler)[:6] == [0, 0, 0, 1, 1, 1]
+
+
+def test_advantage_statistics_we_reuse():
+    from trl.trainer.utils import nanstd
+
+    body = source(GRPOTrainer._generate_and_score_completions)
+    assert "rewards.view(-1, num_generations)" in body and "(std_rewards + 1e-4)" in body
+    assert "torch.nan_to_num(advantages, nan=0.0)" in body
+    x = torch.tensor([1.0, 0.0, float("nan")])
+    assert nanstd(x).item() == pytest.approx(torch.tensor([1.0, 0.0]).std().item())  # Bessel, NaN-aware
+
+
+def test_colocated_engine_surface():
+    # weight_sync patches the LLM constructor TRL uses and replaces sync_weights on CPU.
+    assert hasattr(vllm_generation, "LLM")
+    assert "self.llm = LLM(" in source(vllm_generation.VLLMGeneration._init_vllm)
+    assert 'logprobs_mode="processed_logprobs"' in source(vllm_generation.VLLMGeneration._init_vllm)
+    assert callable(vllm_generation.VLLMGeneration._iter_named_params)
+    assert "load_weights" in source(vllm_generation.VLLMGeneration.sync_weights)
+    assert "self.vllm_generation = VLLMGeneration(" in source(GRPOTrainer.__init__)
+
+
+def test_every_loss_type_is_classified():
+    """A new TRL loss must be classified as mask-safe or not in trainers/config.py."""
+    losses = set(re.findall(r'"(\w+)"', " ".join(re.findall(r"self\.loss_type (?:==|in) ([^:]+):",
+                                                            source(GRPOTrainer._compute_loss)))))
+    row_mean = {"grpo", "sapo", "luspo"}
+    assert losses == set(MASK_SAFE_LOSSES) | row_mean, losses
+    body = source(GRPOTrainer._compute_loss)
+    assert re.search(r'if self\.loss_type in \["grpo", "sapo"\]:\s+loss = \(\(per_token_loss \* mask\)\.sum\(-1\) / '
+                     r"mask\.sum\(-1\)\.clamp\(min=1\.0\)\)\.mean\(\)", body)
+
+
+def test_config_fields_we_validate():
+    names = {f for f in GRPOConfig.__dataclass_fields__}
+    for name in ("use_vllm", "vllm_mode", "vllm_enable_sleep_mode", "loss_type", "steps_per_generation",
+                 "num_generations_eval", "top_p", "top_k", "min_p", "repetition_penalty", "generation_kwargs",
+                 "vllm_structured_outputs_regex", "scale_rewards", "multi_objective_aggregation"):
+        assert name in names, name

@@ -1,0 +1,159 @@
+"""TRL's rollout hook for the EAGer generators: P prompts x G rows in, P x G rows out.
+
+TRL hands each process its prompts already repeated G = num_generations times. The hook
+generates once per distinct prompt with `rollout.generate` (budget M <= G sequences each,
+and for label-aware `eager` a shared pool that moves budget from solved to unsolved prompts
+within the call), then lays the sequences out over the same P x G rows:
+
+    prompt k owns rows [k*G, (k+1)*G). Its first min(n_k, G) sequences fill them in order.
+    A prompt with n_k > G sequences (it took budget from solved prompts) spills into the rows
+    its lenders left empty. Rows nobody fills are "unused": a one-token EOS completion with
+    env_mask [0] (no loss) and eager_used 0 (reward NaN, so no place in any baseline).
+
+Every row carries its own prompt: `prompt_ids`, and as extra fields the prompt itself and all
+of that prompt's dataset columns (so a moved row brings its gold answer to the rewards), plus
+`eager_group` (a group id unique across processes) for the advantages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rollout import EagerConfig, RolloutResult, generate
+
+if TYPE_CHECKING:
+    from trainers.trainer import EagerGRPOTrainer
+
+logger = logging.getLogger(__name__)
+
+Grade = Callable[[str, Any], "float | None"]  # rewards.Verifier's signature: (prediction, gold) -> score
+RESERVED = ("prompt_ids", "completion_ids", "logprobs", "env_mask", "eager_group", "eager_used")
+
+
+class GoldVerifier:
+    """`verifier(prompt_index, completion_ids)` for `rollout.generate`: decode, then grade against the gold.
+
+    Runs on rollout's background threads while generation goes on; `grade` must be thread-safe
+    (`rewards.Verifier` is: it grades in a process pool with timeouts).
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str], golds: list[Any], grade: Grade) -> None:
+        self.decode, self.golds, self.grade = decode, golds, grade
+
+    def __call__(self, prompt_index: int, completion_ids: list[int]) -> bool | None:
+        score = self.grade(self.decode(completion_ids), self.golds[prompt_index])
+        return None if score is None else float(score) >= 1.0
+
+
+def layout_rows(counts: list[int], group_size: int) -> list[tuple[int, int] | None]:
+    """Assign sequences to rows.
+
+    Args:
+        counts: sequences per prompt (n_k), with sum(counts) <= len(counts) * group_size.
+        group_size: G, the rows each prompt owns.
+    Returns:
+        one entry per row (len(counts) * G): (prompt k, sequence j), or None for an unused row.
+    """
+    g = group_size
+    rows: list[tuple[int, int] | None] = [None] * (len(counts) * g)
+    spill: list[tuple[int, int]] = []
+    for k, n in enumerate(counts):
+        for j in range(n):
+            if j < g:
+                rows[k * g + j] = (k, j)
+            else:
+                spill.append((k, j))
+    free = [r for r, slot in enumerate(rows) if slot is None]
+    if len(spill) > len(free):
+        raise RuntimeError(f"{sum(counts)} sequences for {len(rows)} rows: the rollout overspent its budget.")
+    for r, item in zip(free, spill):
+        rows[r] = item
+    return rows
+
+
+def rollout_config(trainer: EagerGRPOTrainer, group_size: int) -> EagerConfig:
+    """The `rollout` parameters of this step, from the trainer's config."""
+    args = trainer.args
+    process = trainer.accelerator.process_index
+    step = trainer.state.global_step + (0 if trainer.model.training else 1_000_000)
+    return EagerConfig(
+        method=args.rollout_generator,
+        max_sequences=min(args.eager_budget, group_size),
+        entropy_threshold=args.eager_entropy_threshold,
+        temperature=args.temperature,
+        max_new_tokens=args.max_completion_length,
+        fork_mode=args.eager_fork_mode,
+        branch_patience=args.eager_branch_patience,
+        think_end_token_id=trainer.eager_think_end_token_id,
+        stop_token_ids=list(trainer.eos_token_ids),
+        seed=(args.seed * 1_000_003 + step * 10_007 + process * 101) % (2**31 - 1),  # fresh draws every step
+        eager_extra_cap=args.eager_extra_cap,
+        adapt_extra_cap=args.eager_adapt_extra_cap,
+        online=args.rollout_generator == "eager",
+        solved_min_correct=args.eager_solved_min_correct,
+        solved_min_incorrect=args.eager_solved_min_incorrect,
+        on_solved=args.eager_on_solved,
+    )
+
+
+def _distinct_prompts(prompts: list, group_size: int) -> list:
+    if len(prompts) % group_size:
+        raise RuntimeError(f"{len(prompts)} rows is not a multiple of the group size {group_size}.")
+    distinct = prompts[::group_size]
+    for k, prompt in enumerate(distinct):
+        if any(p != prompt for p in prompts[k * group_size : (k + 1) * group_size]):
+            raise RuntimeError(f"rows {k * group_size}..{(k + 1) * group_size - 1} do not repeat one prompt: "
+                               "TRL's sampler layout changed; see tests/trainers/test_trl_contract.py.")
+    return distinct
+
+
+def eager_rollout(prompts: list, trainer: EagerGRPOTrainer) -> dict[str, list]:
+    """TRL `rollout_func`: EAGer rollouts for this process's prompts, one completion per incoming row."""
+    g = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
+    distinct = _distinct_prompts(prompts, g)
+    sources = trainer.eager_batch_inputs[::g]  # dataset rows of the distinct prompts (stashed by the trainer)
+    prompt_ids, images, _ = trainer._tokenize_prompts(distinct)
+    if images is not None:
+        raise ValueError("EAGer rollouts take text prompts only; use rollout_generator='parallel' for images.")
+    config = rollout_config(trainer, g)
+    verifier = None
+    if config.method == "eager":
+        column = trainer.args.eager_gold_column
+        if column not in sources[0]:
+            raise ValueError(f"rollout_generator='eager' needs the gold answer of each prompt in column {column!r}, "
+                             f"which the batch lacks (columns: {sorted(sources[0])}). Set eager_gold_column.")
+        golds = [row[column] for row in sources]
+        verifier = GoldVerifier(trainer.decode_completion, golds, trainer.eager_grade)
+    result = generate(trainer.eager_engine(), [list(p) for p in prompt_ids], config, verifier=verifier)
+    for k, why in result.errors.items():
+        logger.warning("prompt %d got no rollout (%s): its rows are unused this step", k, why)
+    return _rows(result, sources, prompt_ids, g, trainer)
+
+
+def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
+          trainer: EagerGRPOTrainer) -> dict[str, list]:
+    """The hook's output: P x G rows laid out by `layout_rows`, each with its own prompt's columns."""
+    kept = [[s for s in tree.kept() if s.tokens] for tree in result.trees]
+    layout = layout_rows([len(seqs) for seqs in kept], g)
+    offset = trainer.accelerator.process_index * len(sources)  # group ids unique across processes
+    columns = [key for key in sources[0] if key not in RESERVED]
+    out: dict[str, list] = {key: [] for key in (*RESERVED, *columns)}
+    for r, slot in enumerate(layout):
+        k = slot[0] if slot is not None else r // g  # an unused row keeps its owner's prompt
+        if slot is not None:
+            seq = kept[k][slot[1]]
+            completion, logprobs, mask = list(seq.tokens), list(seq.logprobs), [1] * len(seq.tokens)
+        else:
+            completion, logprobs, mask = trainer.eager_pad_completion, [0.0], [0]
+        out["prompt_ids"].append(list(prompt_ids[k]))
+        out["completion_ids"].append(completion)
+        out["logprobs"].append(logprobs)
+        out["env_mask"].append(mask)
+        out["eager_group"].append(offset + k)
+        out["eager_used"].append(int(slot is not None))
+        for key in columns:
+            out[key].append(sources[k][key])  # "prompt" included: _calculate_rewards reads it back
+    trainer.eager_last_rollout = result
+    return out

@@ -1,0 +1,206 @@
+"""`EagerGRPOTrainer`: TRL's GRPOTrainer with EAGer rollouts on its colocated vLLM engine.
+
+The only changes w.r.t. `trl.GRPOTrainer`:
+- `__init__` passes the rollout hook (`trainers.rollout_hook.eager_rollout`) when
+  `args.rollout_generator` is an EAGer generator; with the CPU build of vLLM it builds the
+  engine without compiling and pushes weights with `reload_weights` (`trainers.weight_sync`).
+- `_generate_and_score_completions` stashes the batch rows (the hook never sees dataset
+  columns), and after TRL's method returns, recomputes the advantages over each prompt's real
+  group (rows are shared unequally among prompts) and logs the `eager/` metrics.
+- `_calculate_rewards` scores each row against the prompt it actually holds, marks unused
+  rows NaN (no reward, no baseline, advantage 0) and keeps the gathered rewards for the above.
+With `rollout_generator: parallel` nothing changes but the `eager/` metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object
+from trl import GRPOTrainer
+
+from trainers.advantages import group_advantages
+from trainers.config import EagerGRPOConfig
+from trainers.metrics import step_metrics
+from trainers.rollout_hook import Grade, eager_rollout
+from trainers.weight_sync import cpu_build, cpu_engine_kwargs, use_cpu_weight_sync
+
+logger = logging.getLogger(__name__)
+
+
+class EagerGRPOTrainer(GRPOTrainer):
+    """GRPO with `rollout_generator` parallel | eager_init | eager_adapt | eager.
+
+    `verifier(prediction, gold) -> float | None` grades sequences for label-aware `eager`
+    while they generate (default: `rewards.Verifier(kind=args.eager_answer_kind)`).
+    """
+
+    def __init__(self, model: Any, reward_funcs: Any = None, args: EagerGRPOConfig | None = None,
+                 train_dataset: Any = None, *, verifier: Grade | None = None, **kwargs: Any) -> None:
+        if not isinstance(args, EagerGRPOConfig):
+            raise TypeError(f"args must be an EagerGRPOConfig, got {type(args).__name__}.")
+        if args.is_eager:
+            _check_eager_inputs(args, kwargs, train_dataset)
+            kwargs["rollout_func"] = eager_rollout
+        _wandb_defaults(args)
+        on_cpu_engine = args.use_vllm and args.vllm_mode == "colocate" and cpu_build()
+        with cpu_engine_kwargs(on_cpu_engine, dtype=lambda: self.model.dtype):
+            super().__init__(model, reward_funcs, args, train_dataset, **kwargs)
+        if on_cpu_engine:
+            use_cpu_weight_sync(self.vllm_generation)
+        if verifier is None and args.rollout_generator == "eager":
+            from rewards import Verifier
+
+            verifier = Verifier(kind=args.eager_answer_kind)
+        self.eager_grade = verifier
+        self.eager_think_end_token_id = self._single_token_id(args.eager_think_end_token)
+        self.eager_batch_inputs: list[dict] = []
+        self.eager_last_rollout = None  # the RolloutResult of this process's last EAGer step
+        self._eager_engine = None
+        self._eager_rows: tuple | None = None  # gathered (rewards_per_func, groups, used, [tokens, branches])
+        self._eager_row_prompts: list = []
+        self._eager_shapes = torch.zeros(0, 2)  # gathered (completion length, truncated) per row
+        self._eager_tokens_total = 0.0
+
+    # --- what the rollout hook uses -------------------------------------------------------------
+    def eager_engine(self) -> Any:
+        """The step-wise `rollout` engine over the colocated `vllm.LLM` (built on first use)."""
+        if self._eager_engine is None:
+            from rollout.vllm_engine import VLLMEngine
+
+            self._eager_engine = VLLMEngine(self.vllm_generation.llm)
+        return self._eager_engine
+
+    def decode_completion(self, completion_ids: list[int]) -> str:
+        """Completion text as TRL decodes it for the rewards."""
+        return self._tokenizer.decode(completion_ids, skip_special_tokens=True)
+
+    @property
+    def eager_pad_completion(self) -> list[int]:
+        """The one-token completion of an unused row."""
+        return [self.eos_token_ids[0] if self.eos_token_ids else self._tokenizer.pad_token_id]
+
+    def _single_token_id(self, token: str | None) -> int | None:
+        if token is None:
+            return None
+        ids = self._tokenizer.encode(token, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"eager_think_end_token={token!r} is {len(ids)} tokens for this tokenizer: give a single "
+                             "token (e.g. '</think>' for Qwen3), or None.")
+        return ids[0]
+
+    # --- the two overrides ----------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs: list[dict]) -> dict[str, Any]:
+        self.eager_batch_inputs = inputs
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        rewards_per_func, groups, used, stats = self._eager_rows
+        if self.args.is_eager:
+            advantages, std = group_advantages(rewards_per_func, groups, self.reward_weights,
+                                               self.scale_rewards, self.multi_objective_aggregation)
+            n = len(inputs)
+            output["advantages"] = advantages[self.accelerator.process_index * n:][:n]
+            self._correct_trl_logs(mode, advantages, std, used)
+        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
+        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        metrics = step_metrics(rewards, groups, used, group_size, stats[0].item(), stats[1].item())
+        if mode == "train":
+            self._eager_tokens_total += stats[0].item()
+        for name, value in metrics.items():
+            self._metrics[mode][name].append(value)
+        self._metrics[mode]["eager/rollout_tokens_cumulative"] = [self._eager_tokens_total]
+        return output
+
+    def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list,
+                           completion_ids_list: list) -> torch.Tensor:
+        n, device = len(inputs), self.accelerator.device
+        if self.args.is_eager:  # the hook wrote each row's own prompt into its inputs
+            prompts = [row["prompt"] for row in inputs]
+            groups = torch.tensor([row["eager_group"] for row in inputs], device=device)
+            used = torch.tensor([row["eager_used"] for row in inputs], device=device)
+            ends = [*self.eos_token_ids, self._tokenizer.pad_token_id]
+            shapes = torch.tensor([[len(ids), ids[-1] not in ends] for ids in completion_ids_list], device=device)
+            self._eager_shapes = self.accelerator.gather(shapes)  # (N, 2) length, truncated
+            result = self.eager_last_rollout
+            stats = torch.tensor([result.tokens_generated, result.n_branches], dtype=torch.float32, device=device)
+        else:  # TRL's layout: G consecutive rows per prompt, all used
+            g = self.num_generations if self.model.training else self.num_generations_eval
+            groups = self.accelerator.process_index * (n // g) + torch.arange(n, device=device) // g
+            used = torch.ones(n, dtype=torch.long, device=device)
+            tokens = float(sum(len(ids) for ids in completion_ids_list))
+            stats = torch.tensor([tokens, 0.0], device=device)
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        groups, used = self.accelerator.gather(groups), self.accelerator.gather(used).bool()
+        stats = self.accelerator.gather(stats).view(-1, 2).sum(dim=0)
+        rewards_per_func[~used] = torch.nan  # an unused row has no reward and no place in a baseline
+        self._eager_rows = (rewards_per_func.clone(), groups, used, stats)
+        if self.args.is_eager:
+            self._eager_row_prompts = gather_object(prompts)
+        return rewards_per_func
+
+    def _correct_trl_logs(self, mode: str, advantages: torch.Tensor, std: torch.Tensor, used: torch.Tensor) -> None:
+        """TRL logged fixed-stride statistics, unused rows as empty completions and the sampler's prompts:
+        put the values of the real rows and groups in their place."""
+        metrics = self._metrics[mode]
+        metrics["frac_reward_zero_std"][-1] = torch.isclose(std, torch.zeros_like(std))[used].float().mean().item()
+        lengths, truncated = self._eager_shapes[used, 0].float(), self._eager_shapes[used, 1].bool()
+        terminated = lengths[~truncated] if (~truncated).any() else torch.zeros(1)
+        for key, values in (("", lengths), ("terminated_", terminated)):
+            for stat in ("mean", "min", "max"):
+                metrics[f"completions/{stat}_{key}length"][-1] = getattr(values, stat)().item()
+        metrics["completions/clipped_ratio"][-1] = truncated.float().mean().item()
+        for key, values in (("advantages", advantages.tolist()), ("prompt", self._eager_row_prompts)):
+            log = self._logs[key]
+            tail = values[-len(log):] if log else []
+            for i, value in enumerate(tail):
+                log[len(log) - len(tail) + i] = value
+
+
+def _check_eager_inputs(args: EagerGRPOConfig, kwargs: dict, train_dataset: Any) -> None:
+    """Refuse what the EAGer hook cannot serve, before TRL builds anything."""
+    if kwargs.get("rollout_func") is not None:
+        raise ValueError(f"rollout_generator={args.rollout_generator!r} installs its own rollout_func: pass "
+                         "rollout_func only with rollout_generator='parallel'.")
+    for name in ("tools", "environment_factory"):
+        if kwargs.get(name):
+            raise ValueError(f"{name} is not supported with rollout_generator={args.rollout_generator!r}: use "
+                             "rollout_generator='parallel'.")
+    if args.rollout_generator != "eager":
+        return
+    for dataset in (train_dataset, *_datasets(kwargs.get("eval_dataset"))):
+        columns = getattr(dataset, "column_names", None)
+        if columns is not None and args.eager_gold_column not in columns:
+            raise ValueError(
+                f"rollout_generator='eager' verifies sequences against the gold answers in column "
+                f"{args.eager_gold_column!r}, which the dataset lacks (columns: {columns}). Set eager_gold_column to "
+                "the column holding the answers, or use a label-free generator (eager_init, eager_adapt)."
+            )
+
+
+def _datasets(eval_dataset: Any) -> list:
+    if eval_dataset is None:
+        return []
+    return list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
+
+
+def _wandb_defaults(args: EagerGRPOConfig) -> None:
+    """W&B runs carry the generator and its parameters: a project, a group per generator setting, a run name.
+
+    transformers' W&B callback takes the group from WANDB_RUN_GROUP only. A group the user set is
+    kept; one set here for an earlier trainer of this process is replaced.
+    """
+    global _group_set_here
+    if "wandb" not in (args.report_to or []):
+        return
+    os.environ.setdefault("WANDB_PROJECT", "eager-rl")
+    if os.environ.get("WANDB_RUN_GROUP") in (None, _group_set_here):
+        os.environ["WANDB_RUN_GROUP"] = _group_set_here = args.run_tag
+    if args.run_name is None or args.run_name == args.output_dir:
+        args.run_name = f"{args.run_tag}-seed{args.seed}"
+
+
+_group_set_here: str | None = None

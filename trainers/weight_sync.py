@@ -1,0 +1,94 @@
+"""Engine settings and the weight push for the colocated vLLM engine on the CPU build.
+
+TRL pushes weights with `model_runner.model.load_weights(...)`, one tensor at a time. On the
+CPU build that fails (`'Parameter' object has no attribute 'weight_loader'`: the CPU backend
+repacks linear weights) or, for some tensors, "succeeds" with no effect. vLLM's own in-place
+reload (`reload_weights`, layer-wise: a layer is re-processed once all its tensors arrived)
+works there, given every tensor of a layer in one call (partial layers left the model
+corrupted): the whole model goes in one call, streamed from TRL's own parameter iterator
+(which gathers ZeRO-3 shards one parameter at a time). A tied output head is then re-packed
+(see `repack_lm_head`). The engine is built in the trainer's dtype (vLLM's "auto" would load a
+float32 checkpoint as bfloat16 on CPU) and without compiling. On CUDA, TRL's path is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# The CPU build compiles the model for about a minute unless told not to; short shared prefixes only
+# hit the prefix cache with blocks smaller than the CPU default of 128 tokens.
+CPU_ENGINE_KWARGS = {"enforce_eager": True, "block_size": 32}
+
+
+def cpu_build() -> bool:
+    """True when the installed vLLM is the CPU build (False without vLLM: TRL refuses use_vllm then)."""
+    try:
+        from rollout.vllm_engine import is_cpu_build
+    except ImportError:
+        return False
+    return is_cpu_build()
+
+
+@contextlib.contextmanager
+def cpu_engine_kwargs(enabled: bool, dtype: Callable[[], Any]) -> Iterator[None]:
+    """While active, TRL builds its colocated `vllm.LLM` with `CPU_ENGINE_KWARGS` and the trainer's dtype.
+
+    `dtype()` is called when the engine is built (the model exists by then): vLLM's "auto" loads a
+    float32 checkpoint as bfloat16 on CPU, and an engine sampling from rounded weights is not the
+    policy the trainer scores. No-op when not enabled.
+    """
+    if not enabled:
+        yield
+        return
+    from trl.generation import vllm_generation
+
+    original = vllm_generation.LLM
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **{**CPU_ENGINE_KWARGS, "dtype": dtype(), **kwargs})
+
+    vllm_generation.LLM = build
+    try:
+        yield
+    finally:
+        vllm_generation.LLM = original
+
+
+def reload_weights(vllm_generation: Any) -> None:
+    """Push the trainer's current weights into the colocated engine in place (CPU build)."""
+    llm = vllm_generation.llm
+    # Clones: the reload buffers a layer's tensors until the layer is complete, and a ZeRO-3 parameter
+    # is only materialised while TRL's iterator holds it.
+    weights = ((name, tensor.detach().clone()) for name, tensor in vllm_generation._iter_named_params())
+    llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+    for _ in weights:  # every process must take part in every gather, even if the loader stopped early
+        pass
+    llm.collective_rpc(repack_lm_head)
+    llm.reset_prefix_cache()
+
+
+def repack_lm_head(worker: Any) -> None:
+    """Rebuild the output head's packed CPU GEMM from its current weight (runs in the vLLM worker).
+
+    The CPU backend multiplies by a pre-packed copy of each weight, made when the weight is
+    processed. A tied head (Qwen2/Qwen3 small models, Qwen3-4B) receives no weight of its own
+    during a reload, so its packed copy kept the old embedding: logits came from stale weights.
+    """
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+
+    head = getattr(worker.model_runner.model, "lm_head", None)
+    weight = getattr(head, "weight", None)
+    if weight is not None and not weight.is_meta and hasattr(head, "cpu_linear"):
+        dispatch_cpu_unquantized_gemm(head, remove_weight=False)
+
+
+def use_cpu_weight_sync(vllm_generation: Any) -> None:
+    """Replace `vllm_generation.sync_weights` by `reload_weights` (for the CPU build of vLLM only)."""
+    vllm_generation.sync_weights = functools.partial(reload_weights, vllm_generation)
+    logger.info("vLLM CPU build: weights are pushed with reload_weights instead of TRL's load_weights")
