@@ -1,0 +1,54 @@
+"""eager-compare on real offline W&B runs, and the demo's summary and plot from a run's trainer_state.json."""
+
+import json
+import os
+import subprocess
+import sys
+
+from recipes import compare, demo
+
+
+def _offline_run(root, name: str, generator: str, per_step_tokens: int) -> None:
+    code = f"""
+import wandb
+run = wandb.init(project="eager-rl", group="g1", name={name!r}, dir={str(root)!r}, mode="offline",
+                 config={{"rollout_generator": {generator!r}}})
+cum = 0
+for step in range(4):
+    cum += {per_step_tokens}
+    run.log({{"train/eager/rollout_tokens_cumulative": cum, "train/reward": 0.1 * step,
+             "train/eager/frac_with_signal": 0.5}})
+run.finish()
+"""
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+
+
+def test_compare_reads_offline_runs_on_the_token_axis(tmp_path, capsys):
+    _offline_run(tmp_path, "par", "parallel", 300)
+    _offline_run(tmp_path, "eag", "eager", 100)
+    out = tmp_path / "cmp.png"
+    compare.main([str(tmp_path / "wandb"), "--out", str(out)])
+    text = capsys.readouterr().out
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in text.splitlines() if " | " in line}
+    assert rows["par"][1:5] == ["g1", "parallel", "4", "1200"]
+    assert rows["eag"][1:5] == ["g1", "eager", "4", "400"]
+    assert out.stat().st_size > 1000
+
+
+def test_demo_summary_and_plot(tmp_path, capsys):
+    runs = {}
+    for gen, tokens in (("parallel", 3000.0), ("eager", 1000.0)):
+        d = tmp_path / gen
+        d.mkdir()
+        history = [{"step": s, "eager/rollout_tokens": tokens, "eager/rollout_tokens_cumulative": tokens * s,
+                    "eager/frac_with_signal": 0.25 * s, "eager/sequences_per_prompt_mean": 4.0} for s in (1, 2)]
+        (d / "trainer_state.json").write_text(json.dumps({"log_history": history + [{"step": 2, "loss": 0}]}))
+        runs[gen] = demo.summarize(gen, d, 12.0, [(0.0, 0.3), (tokens * 2, 0.4)])
+    assert runs["eager"]["rollout_tokens"] == 2000.0 and runs["eager"]["frac_with_signal"] == 0.375
+    demo.report(list(runs.values()), {"parallel": [(0, 0.3), (6000, 0.4)], "eager": [(0, 0.3), (2000, 0.4)]},
+                tmp_path)
+    text = capsys.readouterr().out
+    assert "eager_rollout_token_ratio=0.333" in text
+    assert (tmp_path / "accuracy_vs_rollout_tokens.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "comparison.json").read_text())["runs"][1]["generator"] == "eager"
