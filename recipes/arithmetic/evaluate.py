@@ -1,0 +1,171 @@
+"""Held-out accuracy of an arithmetic model, sampled with vLLM and checked by exact match.
+
+The check is the task's own (`task.is_correct`: last boxed answer equals the gold string);
+the project's rewards live in `rewards/` and are not needed here.
+
+    python -m recipes.arithmetic.evaluate --model DIR [--n 400] [--temperature 1.0] [--compare_hf]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from transformers import HfArgumentParser
+
+from recipes.arithmetic.task import HELDOUT_DIGITS, Problem, heldout_problems, is_correct, max_solution_chars
+
+if TYPE_CHECKING:
+    from vllm import LLM
+
+logger = logging.getLogger(__name__)
+RECIPE_TEMPERATURE = 1.0  # GRPO samples at T=1 (TRL's default), so that is the accuracy RL starts from
+
+
+def max_completion_tokens(digits: int) -> int:
+    """Room for a worked solution of `digits`-digit operands and its EOS, with slack for a wandering sample."""
+    return max_solution_chars(digits) + 16
+
+
+def load_llm(model_dir: str | Path, max_model_len: int = 256, seed: int = 0, **kwargs) -> LLM:
+    """A vLLM engine on the model with the CPU settings of the shared spec (float32, eager, 32-token blocks)."""
+    import torch
+
+    if not torch.cuda.is_available():  # the CPU engine's defaults take 10 GiB and a subprocess
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from vllm import LLM
+
+    opts = dict(dtype="float32", enforce_eager=True, block_size=32, max_model_len=max_model_len, seed=seed)
+    return LLM(model=str(model_dir), **{**opts, **kwargs})
+
+
+@dataclass
+class EvalReport:
+    accuracy: float
+    n: int
+    temperature: float
+    per_digits: dict[int, float]  # digit count -> accuracy
+    mean_completion_tokens: float
+    tokens_per_second: float  # completion tokens over the wall time of generate()
+    samples: list[tuple[str, str, str]] = field(repr=False)  # (prompt, completion, gold) of every problem
+
+    def summary(self) -> str:
+        per = " ".join(f"{d}d={a:.2f}" for d, a in sorted(self.per_digits.items()))
+        return (
+            f"accuracy={self.accuracy:.3f} (n={self.n}, T={self.temperature}) {per} "
+            f"mean_tokens={self.mean_completion_tokens:.1f} tok/s={self.tokens_per_second:.0f}"
+        )
+
+
+def evaluate(
+    model_dir: str | Path | None = None,
+    n: int = 400,
+    temperature: float = RECIPE_TEMPERATURE,
+    digits: Sequence[int] = HELDOUT_DIGITS,
+    seed: int = 0,
+    llm: LLM | None = None,
+    problems: Sequence[Problem] | None = None,
+) -> EvalReport:
+    """Sample one completion per held-out problem (greedy when temperature is 0) and score it.
+
+    Pass an existing `llm` to reuse an engine; otherwise one is built on `model_dir`.
+    """
+    from vllm import SamplingParams
+
+    if llm is None and model_dir is None:
+        raise ValueError("pass model_dir or an llm")
+    problems = list(problems) if problems is not None else heldout_problems(n, digits)
+    llm = llm if llm is not None else load_llm(model_dir, seed=seed)
+    params = SamplingParams(
+        temperature=temperature, max_tokens=max_completion_tokens(max(p.digits for p in problems)), seed=seed
+    )
+    start = time.perf_counter()
+    outputs = llm.generate([p.prompt for p in problems], params, use_tqdm=False)
+    wall = time.perf_counter() - start
+    hits, by_digits, n_tokens, samples = 0, defaultdict(list), 0, []
+    for p, out in zip(problems, outputs):
+        completion = out.outputs[0]
+        ok = is_correct(completion.text, p.answer)
+        hits += ok
+        by_digits[p.digits].append(ok)
+        n_tokens += len(completion.token_ids)
+        samples.append((p.prompt, completion.text, p.answer))
+    return EvalReport(
+        accuracy=hits / len(problems),
+        n=len(problems),
+        temperature=temperature,
+        per_digits={d: sum(v) / len(v) for d, v in by_digits.items()},
+        mean_completion_tokens=n_tokens / len(problems),
+        tokens_per_second=n_tokens / wall,
+        samples=samples,
+    )
+
+
+def evaluate_accuracy(
+    model_dir: str | Path, n: int = 400, temperature: float = RECIPE_TEMPERATURE, digits: Sequence[int] = HELDOUT_DIGITS
+) -> float:
+    """Held-out accuracy (fraction of `n` problems whose sampled boxed answer equals the gold)."""
+    return evaluate(model_dir, n=n, temperature=temperature, digits=digits).accuracy
+
+
+def hf_greedy(model_dir: str | Path, prompts: Sequence[str], max_new_tokens: int = 64) -> list[str]:
+    """Greedy completions from transformers, one prompt at a time (no padding to get wrong)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    texts = []
+    for prompt in prompts:
+        ids = tok(prompt, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
+        texts.append(tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+    return texts
+
+
+@dataclass
+class EvalArgs:
+    model: str = field(metadata={"help": "Model directory (from recipes.arithmetic.pretrain)."})
+    n: int = field(default=400, metadata={"help": "Held-out problems."})
+    temperature: float = field(default=RECIPE_TEMPERATURE, metadata={"help": "Sampling temperature; 0 is greedy."})
+    digits: list[int] = field(default_factory=lambda: list(HELDOUT_DIGITS), metadata={"help": "Digit mixture."})
+    greedy_too: bool = field(default=False, metadata={"help": "Also report greedy accuracy."})
+    compare_hf: int = field(
+        default=0, metadata={"help": "Check vLLM's greedy output against HF's on this many prompts."}
+    )
+    show: int = field(default=3, metadata={"help": "Print this many samples."})
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    (args,) = HfArgumentParser(EvalArgs).parse_args_into_dataclasses(args=argv)
+    llm = load_llm(args.model)
+    problems = heldout_problems(args.n, args.digits)
+    temps = [args.temperature] + ([0.0] if args.greedy_too and args.temperature else [])
+    for t in temps:
+        report = evaluate(llm=llm, problems=problems, temperature=t)
+        print(report.summary())
+        for prompt, completion, gold in report.samples[: args.show]:
+            print(f"--- {prompt} (gold {gold})\n{completion}")
+    if args.compare_hf:
+        greedy = evaluate(llm=llm, problems=problems[: args.compare_hf], temperature=0.0)
+        cap = max_completion_tokens(max(args.digits))
+        hf = hf_greedy(args.model, [p.prompt for p in problems[: args.compare_hf]], max_new_tokens=cap)
+        same = sum(v == h for (_, v, _), h in zip(greedy.samples, hf))
+        print(f"HF vs vLLM greedy: {same}/{len(hf)} identical completions")
+        for (prompt, v, _), h in zip(greedy.samples, hf):
+            if v != h:
+                print(f"--- differs on {prompt}\nvLLM: {v!r}\nHF:   {h!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
