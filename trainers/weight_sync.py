@@ -22,8 +22,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # The CPU build compiles the model for about a minute unless told not to; short shared prefixes only
-# hit the prefix cache with blocks smaller than the CPU default of 128 tokens.
-CPU_ENGINE_KWARGS = {"enforce_eager": True, "block_size": 32}
+# hit the prefix cache with blocks smaller than the CPU default of 128 tokens; chunked prefill crashes
+# the CPU build on seeded requests (see rollout.vllm_engine.CPU_NO_CHUNKED_PREFILL).
+CPU_ENGINE_KWARGS = {"enforce_eager": True, "block_size": 32, "enable_chunked_prefill": False}
 
 
 def cpu_build() -> bool:
@@ -51,7 +52,10 @@ def cpu_engine_kwargs(enabled: bool, dtype: Callable[[], Any]) -> Iterator[None]
     original = vllm_generation.LLM
 
     def build(*args: Any, **kwargs: Any) -> Any:
-        return original(*args, **{**CPU_ENGINE_KWARGS, "dtype": dtype(), **kwargs})
+        opts = {**CPU_ENGINE_KWARGS, "dtype": dtype(), **kwargs}
+        if opts.get("max_model_len"):  # unchunked, one step must hold a whole prompt (TRL asks for 4096)
+            opts["max_num_batched_tokens"] = max(opts.get("max_num_batched_tokens") or 0, opts["max_model_len"])
+        return original(*args, **opts)
 
     vllm_generation.LLM = build
     try:

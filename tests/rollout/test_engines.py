@@ -99,6 +99,14 @@ def test_vllm_parallel_and_accounting(vllm_engine):
     assert eag.tokens_generated < sum(len(s.tokens) for t in eag.trees for s in t.sequences)
 
 
+def test_vllm_many_long_seeded_prompts_in_one_step(vllm_engine):
+    """24 x 200 prompt tokens exceed one step's 4096-token budget: with chunked prefill, vLLM's CPU
+    build split a seeded prompt and crashed ("CPU Generator does not use offset")."""
+    prompts = [[(7 * i + j) % 250 + 3 for j in range(200)] for i in range(24)]
+    r = generate(vllm_engine, prompts, cfg(max_new_tokens=4))
+    assert not r.errors and all(t.n_sequences >= 1 for t in r.trees)
+
+
 def test_vllm_bad_prompt_does_not_stop_the_batch(vllm_engine):
     r = generate(vllm_engine, [[], [5] * 300, PROMPTS[0]], cfg())
     assert set(r.errors) == {0, 1} and r.trees[2].n_sequences >= 1
