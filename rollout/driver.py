@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ from rollout.types import INHERITED, BranchEvent, PromptTree, Sequence
 logger = logging.getLogger(__name__)
 
 Verifier = Callable[[int, list[int]], "bool | None"]
+VERDICT_LAG = 2  # engine steps a verdict has to arrive in before the loop waits for it
 
 
 @dataclass
@@ -72,8 +74,12 @@ class Driver:
         self.live: dict[str, _Live] = {}
         self.live_count: dict[int, int] = defaultdict(int)
         self.attempts: dict[tuple[int, int], int] = defaultdict(int)
-        self.pending: dict[Future, tuple[int, int]] = {}
+        # Verdicts in submission order, each applied VERDICT_LAG engine steps after its sequence ended
+        # (waiting if it is late): verification overlaps generation, and the trees stay a function of
+        # the seed and the inputs, not of how fast the verifier threads ran.
+        self.pending: deque[tuple[Future, int, int, int]] = deque()  # (future, prompt, sequence, step)
         self.pending_count: dict[int, int] = defaultdict(int)
+        self.steps = 0
         self.verdicts: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # prompt -> [correct, wrong]
         self.reasoning_closed: set[tuple[int, int]] = set()
         self.done: set[int] = set()
@@ -95,12 +101,13 @@ class Driver:
                     theta = retry_threshold(tree.threshold, tree.retries, self.retry_method or "eager")
                 self._start_pass(i, theta, retry=tree.retries)
             while True:
-                self._collect_verdicts(block=False)
+                self._apply_verdicts(everything=False)
                 self._schedule_idle()
                 if self.engine.has_unfinished():
                     self._on_step(self.engine.step())
+                    self.steps += 1
                 elif self.pending:
-                    self._collect_verdicts(block=True)
+                    self._apply_verdicts(everything=True)
                 elif not self._schedule_idle():
                     break
         finally:
@@ -233,15 +240,13 @@ class Driver:
         seq.finished, seq.finish_reason = True, reason
         if self._pool is not None and not self.trees[i].solved:
             fut = self._pool.submit(self.verifier, i, list(seq.tokens))
-            self.pending[fut] = (i, s)
+            self.pending.append((fut, i, s, self.steps))
             self.pending_count[i] += 1
 
-    def _collect_verdicts(self, block: bool) -> None:
-        if not self.pending:
-            return
-        ready, _ = wait(list(self.pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for fut in ready:
-            i, s = self.pending.pop(fut)
+    def _apply_verdicts(self, everything: bool) -> None:
+        """Apply due verdicts in submission order: those VERDICT_LAG steps old, or all when the engine is idle."""
+        while self.pending and (everything or self.pending[0][3] <= self.steps - VERDICT_LAG):
+            fut, i, s, _ = self.pending.popleft()
             self.pending_count[i] -= 1
             try:
                 verdict = fut.result()

@@ -202,3 +202,34 @@ def test_online_abort_drops_running_sequences_of_a_solved_prompt():
     assert tree.solved
     # alternative children of an all-high prefix finish at the same time as parents; at least the tree is valid
     assert all(s.finished for s in tree.sequences)
+
+
+def test_online_eager_is_reproducible_whatever_the_verifier_timing():
+    """Verdicts are applied at fixed steps in submission order, so slow or jittery verifiers change nothing."""
+    import random
+    import time
+
+    def logits(completion, prompt_len=0):  # branches early; each sequence's length depends on its first token
+        z = script({0, 6, 9, 12}, 99)(completion, prompt_len)
+        if completion and len(completion) >= 4 + completion[0] % 12:
+            z[:] = 0.0
+            z[EOS] = 40.0
+        return z
+
+    class SlowEngine(ScriptedEngine):  # a step takes real time, so verdicts land in the middle of generation
+        def step(self):
+            time.sleep(0.002)
+            return super().step()
+
+    def run(jitter_seed):
+        rng = random.Random(jitter_seed)
+
+        def jittery_verifier(i, ids):
+            time.sleep(rng.random() * 0.02)
+            return sum(ids) % 3 == 0
+
+        r = generate(SlowEngine(logits), prompts(4), cfg(method="eager", online=True, max_sequences=4, seed=7),
+                     verifier=jittery_verifier)
+        return [[s.tokens for s in t.sequences] for t in r.trees], [t.solved for t in r.trees]
+
+    assert run(1) == run(2) == run(3) == run(4)
