@@ -24,6 +24,8 @@ from rollout.config import EagerConfig
 
 logger = logging.getLogger(__name__)
 
+_MULTIPROC_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
+
 
 class ModelError(ValueError):
     """The model cannot be found or loaded; the message names it."""
@@ -111,9 +113,23 @@ class EvalContext:
         return self._engine
 
 
+def in_process_engine() -> None:
+    """Make vLLM run its engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0), as the trainer does.
+
+    The step loop drives the engine from this process anyway. A separate engine process
+    (EngineCore and its Worker) would outlive a `kill -9` of eager-eval and keep its memory
+    (a GPU's included) until killed by hand. vLLM reads the variable when the engine is built.
+    """
+    previous = os.environ.get(_MULTIPROC_ENV, "0")
+    if previous != "0":
+        logger.warning("%s=%s ignored: eager-eval runs the vLLM engine in process.", _MULTIPROC_ENV, previous)
+    os.environ[_MULTIPROC_ENV] = "0"
+
+
 def build_engine(cfg: EvalConfig, dtype: str, device: str) -> Any:
     t0 = time.perf_counter()
     if cfg.backend == "vllm":
+        in_process_engine()
         from rollout.vllm_engine import VLLMEngine, build_llm
 
         # No device for vLLM: it picks its platform itself (CUDA_VISIBLE_DEVICES selects GPUs), and

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +31,19 @@ from evaluation.store import ResultsError, ResultsFile, param_diff, read_results
 from rollout.types import PromptTree
 
 logger = logging.getLogger(__name__)
+
+# TEST-ONLY hook, never set in real use: with EAGER_EVAL_TEST_STOP_AFTER=N the process stops
+# itself (SIGSTOP) right after it has durably written the N-th prompt it generated, so a test
+# can kill or interrupt it at a known point (then SIGCONT) instead of racing it with a timer.
+TEST_STOP_AFTER_ENV = "EAGER_EVAL_TEST_STOP_AFTER"
+_written_here = 0
+
+
+def _test_stop_point() -> None:
+    global _written_here
+    _written_here += 1
+    if os.environ.get(TEST_STOP_AFTER_ENV, "") == str(_written_here):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 class _Metered:
@@ -104,6 +119,7 @@ def run_generation(ctx: EvalContext, experiment: str) -> ResultsFile:
             store.add(make_record(ctx, tree, tree.prompt_index))
             store.write(time.perf_counter() - t0, ctx.cfg.notes)
             bar.update(1)
+            _test_stop_point()
 
         for start in range(0, len(todo), size):
             chunk = set(todo[start : start + size])
@@ -182,6 +198,7 @@ def run_phase2(ctx: EvalContext, experiment: str) -> ResultsFile:
             store.add(make_record(ctx, tree, i, known=records[i]))
             store.write(time.perf_counter() - t0, ctx.cfg.notes)
             bar.update(1)
+            _test_stop_point()
 
         verifier = LabelVerifier(ctx.problems, ctx.tokenizer, ctx.scorer) if experiment == "eager" else None
         spend_shares(engine, trees, config, shares, active, verifier, on_done)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from recipes.engine_env import cpu_engine_env
+
 logger = logging.getLogger(__name__)
 RECIPES = Path(__file__).resolve().parent
 
@@ -65,13 +67,7 @@ def heldout_accuracy(model_dir: Path | str, cfg: DemoConfig) -> float:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    env = cpu_engine_env(kv_cache_gib=1, env=dict(os.environ))
     if not env.get("WANDB_API_KEY"):
         env.setdefault("WANDB_MODE", "offline")
     env.update(extra)

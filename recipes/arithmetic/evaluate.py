@@ -1,7 +1,7 @@
 """Held-out accuracy of an arithmetic model, sampled with vLLM and checked by exact match.
 
-The check is the task's own (`task.is_correct`: last boxed answer equals the gold string);
-the project's rewards live in `rewards/` and are not needed here.
+The check is the task's own (`task.is_correct`: the last boxed answer, found by
+`rewards.extract_boxed`, equals the gold string); digit answers need no math-verify.
 
     python -m recipes.arithmetic.evaluate --model DIR [--n 400] [--temperature 1.0] [--compare_hf]
 """
@@ -9,7 +9,6 @@ the project's rewards live in `rewards/` and are not needed here.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections import defaultdict
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 from transformers import HfArgumentParser
 
 from recipes.arithmetic.task import HELDOUT_DIGITS, Problem, heldout_problems, is_correct, max_solution_chars
+from recipes.engine_env import cpu_engine_env
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -39,8 +39,7 @@ def load_llm(model_dir: str | Path, max_model_len: int = 256, seed: int = 0, **k
     import torch
 
     if not torch.cuda.is_available():  # the CPU engine's defaults take 10 GiB and a subprocess
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        cpu_engine_env(kv_cache_gib=1)
     from vllm import LLM
 
     opts = dict(dtype="float32", enforce_eager=True, block_size=32, max_model_len=max_model_len, seed=seed)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import tempfile
 import time
 from pathlib import Path
 
-for _key, _value in {"OMP_NUM_THREADS": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
-                     "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}.items():
-    os.environ.setdefault(_key, _value)
+from recipes.engine_env import cpu_engine_env
+
+cpu_engine_env(kv_cache_gib=1)
 
 RECIPE = Path(__file__).resolve().parents[1] / "cpu_default.yaml"
 NOT_TRAINING_ARGS = ("model_name_or_path", "dtype", "dataset_name", "reward_funcs")  # other dataclasses' fields

@@ -15,12 +15,11 @@ processes on the machine hits both alike. Prints `name=value` lines, ending with
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+from recipes.engine_env import cpu_engine_env
+
+cpu_engine_env(kv_cache_gib=4)
 
 
 def synthetic_tokenizer(vocab_size: int):

@@ -15,11 +15,10 @@ character-level arithmetic model is far more certain per token than the LLMs the
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+from recipes.engine_env import cpu_engine_env
+
+cpu_engine_env(kv_cache_gib=2)
 
 
 class GoldVerifier:

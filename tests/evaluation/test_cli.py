@@ -1,24 +1,29 @@
 """eager-eval and eager-recap end to end on a tiny random model and a shared data file.
 
 The `all` run goes through the real vLLM engine; the kill -9 run uses the transformers
-backend (starts in seconds and is slow enough per prompt to be killed half-way).
+backend (starts in seconds). Runs are interrupted at a known prompt: a test-only environment
+variable makes eager-eval stop itself (SIGSTOP) after writing it, and the test waits for the stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import tempfile
+import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from evaluation import recap
 from evaluation.cli import main
+from evaluation.runner import TEST_STOP_AFTER_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,20 +109,46 @@ def test_running_again_changes_nothing(all_run):
     assert {p.name: p.read_bytes() for p in out.glob("*.json")} == before
 
 
-def _completed(path: Path) -> int:
+def start_stopping_after(args: list[str], n: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start eager-eval with the test-only hook that makes it SIGSTOP itself after writing its n-th prompt.
+
+    Its stderr goes to a temporary file (`stderr_tail` reads it): a pipe nobody reads while the
+    test waits could fill up and block the child before its stop point.
+    """
+    env = {**(env or os.environ), TEST_STOP_AFTER_ENV: str(n)}
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(eval_cmd() + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc.log = log
+    return proc
+
+
+def stderr_tail(proc: subprocess.Popen, chars: int = 3000) -> str:
+    proc.log.seek(0)
+    return proc.log.read()[-chars:]
+
+
+def wait_until_stopped(proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    """Block until the child has stopped itself (a wait on the process, not a poll of its files).
+
+    The timer only guards against a hang: it kills the child, and the test fails with its stderr.
+    """
+    guard = threading.Timer(timeout_s, proc.kill)
+    guard.start()
     try:
-        return json.loads(path.read_text())["status"]["completed"]
-    except (OSError, ValueError, KeyError):
-        return 0
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)  # returns on a stop without reaping the child
+    finally:
+        guard.cancel()
+    if not os.WIFSTOPPED(status):
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
+        raise AssertionError(f"eager-eval ended ({proc.returncode}) before its stop point:\n{stderr_tail(proc)}")
 
 
-def _interrupt(args: list[str], path: Path, after: int, sig: int) -> subprocess.Popen:
-    """Start eager-eval and send `sig` once the results file holds `after` prompts."""
-    proc = subprocess.Popen(eval_cmd() + args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while _completed(path) < after and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, sig)
+def _interrupt(args: list[str], after: int, sig: int) -> subprocess.Popen:
+    """Run eager-eval until it has written `after` more prompts, then send `sig` (and let it go on)."""
+    proc = start_stopping_after(args, after)
+    wait_until_stopped(proc)
+    os.kill(proc.pid, sig)  # SIGINT stays pending while the child is stopped ...
+    os.kill(proc.pid, signal.SIGCONT)  # ... and is handled as soon as it runs again
     proc.wait(timeout=120)
     return proc
 
@@ -128,16 +159,15 @@ def test_kill_9_and_ctrl_c_then_resume_give_every_prompt_exactly_once(tiny_model
                      "--backend", "hf", "--limit", "6", "--max_sequences", "2", "--max_new_tokens", "24",
                      "--entropy_threshold", "2.95", "--prompt_batch_size", "1")
     path = out / "killed_aware_results__th2.95.json"
-    proc = _interrupt(args, path, after=1, sig=signal.SIGKILL)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    proc = _interrupt(args, after=1, sig=signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL, stderr_tail(proc)
     first = json.loads(path.read_text())
-    assert 1 <= first["status"]["completed"] < 6, "the kill should land half-way"
-    assert first["status"]["state"] == "IN_PROGRESS"
+    assert first["status"]["completed"] == 1 and first["status"]["state"] == "IN_PROGRESS"
 
-    proc = _interrupt(args, path, after=first["status"]["completed"] + 1, sig=signal.SIGINT)  # Ctrl-C
-    assert proc.returncode == 130, proc.stderr.read()[-2000:]
+    proc = _interrupt(args, after=1, sig=signal.SIGINT)  # Ctrl-C after one more prompt
+    assert proc.returncode == 130, stderr_tail(proc)
     second = json.loads(path.read_text())
-    assert first["status"]["completed"] < second["status"]["completed"] < 6
+    assert second["status"]["completed"] == 2
 
     again = subprocess.run(eval_cmd() + args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -148,6 +178,78 @@ def test_kill_9_and_ctrl_c_then_resume_give_every_prompt_exactly_once(tiny_model
     for r in records(second):  # nothing done before an interruption was lost or regenerated
         assert kept[r["index"]] == r
     assert not list(out.glob(".*.tmp"))
+
+
+def test_eager_killed_in_phase_2_and_resumed_matches_an_uninterrupted_run(tiny_model, shared_data, tmp_path):
+    """Every prompt once, nothing finished redone, and the same trees as a run that was never stopped.
+
+    Phase 2 resumes with the stored budget plan and seeds that follow the prompt index, so the
+    prompts it still lacks are generated exactly as an uninterrupted run generates them. (On the
+    transformers backend each request has its own forward pass: batch composition cannot matter.)
+    """
+    def args(out: Path, experiment: str) -> list[str]:
+        return eval_args(tiny_model, shared_data / "gsm8k_test.jsonl", out, "--experiments", experiment,
+                         "--backend", "hf", "--limit", "5", "--max_sequences", "3", "--max_new_tokens", "16",
+                         "--entropy_threshold", "2.95")
+
+    straight, resumed = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    assert main(args(straight, "eager_init")) == 0 and main(args(straight, "eager")) == 0
+    name = "run_aware_more_budget_results__th2.95.json"
+    expected = json.loads((straight / name).read_text())
+    targets = sum(1 for v in expected["extra"]["budget_plan"]["shares"].values() if v > 0)
+    assert targets >= 3, "the kills should land inside phase 2"
+
+    resumed.mkdir(parents=True)
+    shutil.copy(straight / "run_aware_results__th2.95.json", resumed)  # the same eager_init run
+    seen: dict[int, dict] = {}
+    for _ in range(2):  # kill -9 right after one more prompt of phase 2, twice
+        proc = _interrupt(args(resumed, "eager"), after=1, sig=signal.SIGKILL)
+        assert proc.returncode == -signal.SIGKILL, stderr_tail(proc)
+        now = {r["index"]: r for r in records(json.loads((resumed / name).read_text()))}
+        assert len(now) == (len(seen) if seen else 5 - targets) + 1  # prompts with no share are kept at once
+        assert all(now[i] == r for i, r in seen.items())  # nothing finished was redone
+        seen = now
+    assert main(args(resumed, "eager")) == 0
+    final = json.loads((resumed / name).read_text())
+    assert [r["index"] for r in records(final)] == [0, 1, 2, 3, 4]
+    assert all({r["index"]: r for r in records(final)}[i] == r for i, r in seen.items())
+    assert records(final) == records(expected)  # the same trees, texts, answers and token counts
+    assert final["extra"]["budget_plan"] == expected["extra"]["budget_plan"]
+
+
+def test_kill_9_leaves_no_process_of_eager_eval_behind(tiny_model, shared_data, tmp_path):
+    """The vLLM engine runs inside eager-eval: kill -9 must not leave engine processes (EngineCore) orphaned."""
+    args = eval_args(tiny_model, shared_data / "gsm8k_test.jsonl", tmp_path / "o", "--experiments", "eager_init",
+                     "--limit", "3", "--max_sequences", "2", "--max_new_tokens", "16", "--entropy_threshold", "2.95",
+                     "--prompt_batch_size", "1")
+    env = dict(os.environ)
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # as in a user's shell (tests/conftest.py sets it for pytest)
+    proc = start_stopping_after(args, 1, env=env)
+    wait_until_stopped(proc)
+    started = psutil.Process(proc.pid).children(recursive=True)  # everything it started, while it is frozen
+    proc.kill()
+    proc.wait(timeout=60)
+    # Orphans die at once or not at all; the bounded wait returns as soon as every one is gone.
+    _, alive = psutil.wait_procs(started, timeout=30)
+    alive = [p for p in alive if _running(p)]
+    for p in alive:  # leave nothing behind even when the test fails
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    assert not alive, f"left running after kill -9: {[(p.pid, _name(p)) for p in alive]}"
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _name(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())[:120] or p.name()
+    except psutil.Error:
+        return "?"
 
 
 # --- bad input: a clear message and a non-zero exit, before any engine starts ------------------------

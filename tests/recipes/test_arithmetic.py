@@ -50,6 +50,17 @@ def test_boxed_answer_is_gold(op):
 def test_extract_boxed_takes_the_last():
     assert extract_boxed("\\boxed{1} then \\boxed{ 23 }") == "23"
     assert extract_boxed("no box") is None
+    assert extract_boxed("\\boxed{12} \\boxed{3") == "12"  # a truncated last box: the complete one before it
+
+
+def test_the_recipe_checks_answers_with_the_rewards_rule():
+    """One boxed-answer rule in the project: the recipe's held-out check reads boxes as the training rewards do."""
+    import rewards
+
+    assert extract_boxed is rewards.extract_boxed
+    # the brace-matched box that closes last, where a regex took the last innermost one
+    assert not is_correct("\\boxed{1\\boxed{2}}", "2")
+    assert is_correct("7+5=12 2\n\\boxed{12}", "12") and not is_correct("\\boxed{12}", "13")
 
 
 def test_splits_are_disjoint_and_fixed(tmp_path):

@@ -50,10 +50,10 @@ def test_extract_boxed_is_linear_on_hostile_input() -> None:
         "{" * 100_000,
         "word " * 20_000 + r"\boxed{9}",
     ]
-    for text in cases:
-        start = time.perf_counter()
+    for text in cases:  # CPU time of this thread: other work on the machine does not count
+        start = time.thread_time()
         extract_boxed(text)
-        assert time.perf_counter() - start < 0.5
+        assert time.thread_time() - start < 0.5
     assert extract_boxed("word " * 20_000 + r"\boxed{9}") == "9"  # the tail is kept
 
 
