@@ -1,10 +1,17 @@
-"""Who may start another sequence: per-prompt budgets, a shared pool, and the saved-budget split.
+"""When a prompt gets more budget: per-prompt budgets, a shared pool, the solved rule, the pass bound.
 
 Budget counts leaves (sequences), finished ones included. `Ledger` answers one question,
 `can_add(i)`, for the driver. With a pool (label-aware EAGer during training), a prompt may
 go past its own budget into slots that closed prompts (solved, or finished with room to
 spare) left unused, up to its cap; open prompts keep their own budget reserved, so
 borrowing never starves a prompt that is still working on its share.
+
+Online runs (`EagerConfig.online`) give a prompt an extra pass as soon as it shows it needs
+one (`needs_more`: a verdict that leaves it unsolved, or, label-free, a finished sequence
+of a prompt that used its whole budget), while its first pass still runs. A new pass starts
+only within `pass_start_deadline` engine steps (`pass_start_limit x max_new_tokens`), so
+the call's critical path is at most that bound plus one pass; later, the extra budget is
+spent only by forking the prompt's running sequences, which end with their parents.
 """
 
 from __future__ import annotations
@@ -59,3 +66,17 @@ def split_saved_budget(saved: int, targets: list[int], cap: int) -> dict[int, in
         return {}
     base, rem = divmod(saved, len(targets))
     return {i: min(cap, base + (1 if k < rem else 0)) for k, i in enumerate(targets)}
+
+
+def solved(correct: int, wrong: int, min_correct: int, min_incorrect: int) -> bool:
+    """The solved criterion of label-aware EAGer: enough right answers (and, for a GRPO signal, wrong ones).
+
+    The one rule behind `rollout.is_solved` (stored verdicts) and the driver (verdicts as they
+    arrive); a sequence whose verdict is None (unverifiable) counts as wrong in both.
+    """
+    return correct >= min_correct and wrong >= min_incorrect
+
+
+def pass_start_deadline(limit: float, max_new_tokens: int) -> int:
+    """Last engine step (from the start of the call) at which an online run may start a new pass."""
+    return int(limit * max_new_tokens)

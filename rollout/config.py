@@ -57,8 +57,19 @@ class EagerConfig:
     online: bool = field(
         default=False,
         metadata={
-            "help": "eager only: verify sequences as they finish and move budget from solved prompts to unsolved "
-            "ones while the batch is still generating (training). False: the paper's two phases (test time)."
+            "help": "eager / eager_adapt: one call, no second phase. A prompt gets an extra pass as soon as it shows "
+            "it needs one (eager: a verdict that leaves it unsolved, sequences being verified as they finish; "
+            "eager_adapt: it used its whole budget), while its first pass still runs, with budget that closed "
+            "prompts freed (training). False: the paper's two phases (test time)."
+        },
+    )
+    pass_start_limit: float = field(
+        default=0.5,
+        metadata={
+            "help": "online: a new pass (an extra root) starts only within the first pass_start_limit x "
+            "max_new_tokens engine steps of the call, so the call's critical path stays within (1 + "
+            "pass_start_limit) passes of max_new_tokens; later, extra budget goes only to forks of running "
+            "sequences (they end with their parents). 0: no extra roots, forks only."
         },
     )
     solved_min_correct: int = field(default=1, metadata={"help": "A prompt is solved with at least this many correct."})
@@ -102,8 +113,10 @@ class EagerConfig:
                 raise bad(name, "must be >= 0.")
         if self.solved_min_correct < 1:
             raise bad("solved_min_correct", "a prompt needs at least one correct answer to count as solved.")
-        if self.online and self.method != "eager":
-            raise bad("online", "online budget moving needs labels: only method='eager' supports it.")
+        if self.online and self.method not in ("eager", "eager_adapt"):
+            raise bad("online", "only the methods that spend saved budget (eager, eager_adapt) run online.")
+        if self.pass_start_limit < 0:
+            raise bad("pass_start_limit", "must be >= 0 (a fraction of max_new_tokens; 0.5 is the default).")
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -9,8 +9,16 @@ the engine ends it (its stop token or its cap), on token ids throughout.
 
 With a verifier, finished sequences are scored on a background thread while generation
 goes on; a prompt that meets the solved criterion stops branching at once, and its unused
-budget becomes available to the others (`Ledger` with a pool). A prompt left idle (no
-running sequence) while unsolved may be started again with a lower threshold (a retry).
+budget becomes available to the others (`Ledger` with a pool).
+
+Extra passes (retries, at a lowered threshold) follow one of two schedules:
+- online (`concurrent=True`, training): a prompt gets an extra pass the moment it shows it
+  needs one (`_note_need`), while its first pass still runs; a pass starts as a new root only
+  before the deadline of `rollout.budget.pass_start_deadline` and while the engine has room,
+  and otherwise lowers the threshold of the prompt's running sequences so they fork. The
+  critical path stays about one pass long.
+- the paper's second phase (`concurrent=False`): a prompt left idle (no running sequence)
+  while unsolved is started again, one pass after the other.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rollout.budget import Ledger
+from rollout.budget import Ledger, pass_start_deadline, solved
 from rollout.config import EagerConfig
 from rollout.engine import Engine, Request, TokenOutput
 from rollout.entropy import topk_entropy
@@ -62,6 +70,7 @@ class Driver:
         retry_method: str | None = None,
         verifier: Verifier | None = None,
         on_tree_done: Callable[[PromptTree], None] | None = None,
+        concurrent: bool = False,
     ) -> None:
         self.engine, self.trees, self.cfg, self.ledger = engine, trees, config, ledger
         self.branching = branching
@@ -69,6 +78,11 @@ class Driver:
         self.retry_method = retry_method  # None: no retries; "eager" / "eager_adapt": threshold schedule
         self.verifier = verifier
         self.on_tree_done = on_tree_done
+        self.concurrent = concurrent
+        self.deadline = pass_start_deadline(config.pass_start_limit, config.max_new_tokens)
+        self.capacity: int | None = getattr(engine, "max_running", None)  # sequences the engine runs at once
+        self.needs: dict[int, int] = defaultdict(int)  # prompt -> extra passes it has asked for, not yet given
+        self.peak_running = 0
         self.stop_ids = set(config.stop_token_ids) | set(getattr(engine, "eos_token_ids", ()))
         self.states: dict[int, PromptBranching] = {}
         self.live: dict[str, _Live] = {}
@@ -102,13 +116,15 @@ class Driver:
                 self._start_pass(i, theta, retry=tree.retries)
             while True:
                 self._apply_verdicts(everything=False)
-                self._schedule_idle()
+                self._schedule()
                 if self.engine.has_unfinished():
+                    running = len(self.live) if self.capacity is None else min(len(self.live), self.capacity)
+                    self.peak_running = max(self.peak_running, running)
                     self._on_step(self.engine.step())
                     self.steps += 1
                 elif self.pending:
                     self._apply_verdicts(everything=True)
-                elif not self._schedule_idle():
+                elif not self._schedule():
                     break
         finally:
             if self._pool:
@@ -242,6 +258,8 @@ class Driver:
             fut = self._pool.submit(self.verifier, i, list(seq.tokens))
             self.pending.append((fut, i, s, self.steps))
             self.pending_count[i] += 1
+        elif self._pool is None and self.retry_method == "eager_adapt" and self.ledger.used[i] >= self.ledger.limits[i]:
+            self._note_need(i)  # label-free: a prompt that used its whole budget is "hard"
 
     def _apply_verdicts(self, everything: bool) -> None:
         """Apply due verdicts in submission order: those VERDICT_LAG steps old, or all when the engine is idle."""
@@ -260,7 +278,10 @@ class Driver:
         tree.sequences[s].score = None if verdict is None else float(verdict)
         counts = self.verdicts[i]
         counts[0 if verdict is not None and float(verdict) >= 1.0 else 1] += 1
-        if tree.solved or counts[0] < self.cfg.solved_min_correct or counts[1] < self.cfg.solved_min_incorrect:
+        if tree.solved:
+            return
+        if not solved(counts[0], counts[1], self.cfg.solved_min_correct, self.cfg.solved_min_incorrect):
+            self._note_need(i)
             return
         tree.solved = True
         self.ledger.close(i)
@@ -280,28 +301,85 @@ class Driver:
             seq.finished, seq.finish_reason = True, "abort"
             self.ledger.release(i)
 
-    def _schedule_idle(self) -> bool:
-        """Retry or close prompts with nothing running. Returns True if a retry was started."""
-        started = False
-        idle = [i for i in range(len(self.trees))
-                if i not in self.done and self.live_count[i] == 0 and self.pending_count[i] == 0]
+    def _schedule(self) -> bool:
+        """Start the extra passes that are due, close prompts that are done. True if a pass started."""
+        if not self.concurrent:  # the paper's second phase: one pass after the other
+            started = False
+            idle = self._idle()
+            for i in idle:
+                if self._may_retry(i):
+                    self._retry(i, new_root=True)
+                    started = True
+                elif not self._worth_waiting(i, idle):
+                    self._close(i)
+            return started
+        # 1) idle prompts that ask for nothing more close first: their unused budget joins the pool;
+        # 2) prompts that asked for more get their passes;
+        # 3) idle prompts still asking wait only while busy prompts may free budget before the deadline.
+        for i in self._idle():
+            if self.needs[i] == 0 or self.trees[i].solved:
+                self._close(i)
+        started = self._start_needed_passes()
+        idle = self._idle()
         for i in idle:
-            if self._may_retry(i):
-                tree = self.trees[i]
-                tree.retries += 1
-                threshold = retry_threshold(tree.threshold, tree.retries, self.retry_method or "eager")
-                self._start_pass(i, threshold, retry=tree.retries)
-                started = True
-            elif not self._worth_waiting(i, idle):
-                self.done.add(i)
-                self.ledger.close(i)
-                if self.on_tree_done is not None:
-                    self.on_tree_done(self.trees[i])
+            if not self._worth_waiting(i, idle):
+                self._close(i)
         return started
+
+    def _idle(self) -> list[int]:
+        """Prompts not closed with nothing running and no verdict pending."""
+        return [i for i in range(len(self.trees))
+                if i not in self.done and self.live_count[i] == 0 and self.pending_count[i] == 0]
+
+    def _close(self, i: int) -> None:
+        self.done.add(i)
+        self.ledger.close(i)
+        if self.on_tree_done is not None:
+            self.on_tree_done(self.trees[i])
+
+    # --- online: extra passes while the first one runs -----------------------------------------
+    def _note_need(self, i: int) -> None:
+        """Prompt `i` showed it needs more (an unsolved verdict; label-free: its whole budget used)."""
+        if self.concurrent:
+            self.needs[i] += 1
+
+    def _start_needed_passes(self) -> bool:
+        """Give each prompt that asked for more an extra pass, in prompt order, while budget allows.
+
+        Before the deadline, and with room in the engine, a pass is a new root at the lowered
+        threshold; after it, the lowered threshold applies to the prompt's running sequences
+        only (their forks end when they do, so the critical path does not grow).
+        """
+        started = False
+        for i in sorted(k for k, n in self.needs.items() if n > 0):
+            while self.needs[i] > 0 and self._may_retry(i):
+                new_root = self._may_start_root()
+                if not new_root and self.live_count[i] == 0:
+                    break  # nothing to fork and too late for a root: keep the need, the prompt will close
+                self.needs[i] = self.needs[i] - 1 if new_root else 0  # forks only: one threshold step for all
+                self._retry(i, new_root)
+                started |= new_root
+        return started
+
+    def _may_start_root(self) -> bool:
+        """A new root may start: before the deadline, and without queueing behind a full engine."""
+        if self.steps > self.deadline:
+            return False
+        return self.capacity is None or len(self.live) < self.capacity
+
+    def _retry(self, i: int, new_root: bool) -> None:
+        """The prompt's next pass: a lowered threshold and, if `new_root`, a new root sequence."""
+        tree = self.trees[i]
+        tree.retries += 1
+        threshold = retry_threshold(tree.threshold, tree.retries, self.retry_method or "eager")
+        if new_root:
+            self._start_pass(i, threshold, retry=tree.retries)
+        else:
+            self.states[i] = PromptBranching(threshold, self.cfg.p99_floor, self.cfg.branch_patience)
 
     def _may_retry(self, i: int) -> bool:
         tree = self.trees[i]
-        if self.retry_method is None or tree.solved or tree.retries >= self.cfg.max_retries:
+        if self.retry_method is None or tree.solved or i in self.done or tree.retries >= self.cfg.max_retries:
             return False
         return self.ledger.can_add(i)
 
@@ -313,5 +391,7 @@ class Driver:
             return False
         if self.ledger.used[i] >= self.ledger.limits[i] + self.ledger.extra_caps[i]:
             return False
+        if self.concurrent and self.steps > self.deadline:
+            return False  # too late for a new root: nothing more can start
         busy = set(range(len(self.trees))) - self.done - set(idle)
         return bool(busy)

@@ -49,6 +49,9 @@ class Engine(Protocol):
     def max_model_len(self) -> int:
         """Longest prompt + completion the engine accepts."""
 
+    # Optional: `max_running` (int), the requests the engine runs at once; online runs start no new
+    # pass that would only wait in its queue. Engines without it are taken as unbounded.
+
     def configure(self, temperature: float, top_logprobs: int, stop_token_ids: list[int], full_vocab: bool) -> None:
         """Sampling settings shared by every request of the next run."""
 

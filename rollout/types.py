@@ -100,6 +100,8 @@ class RolloutResult:
     trees: list[PromptTree]
     errors: dict[int, str] = field(default_factory=dict)  # prompt index -> why it was not generated
     wall_time_s: float = 0.0
+    engine_steps: int = 0  # engine steps the call took: its critical path (a step costs about the same at any width)
+    peak_running: int = 0  # most sequences the engine ran at once
 
     @property
     def tokens_generated(self) -> int:
@@ -122,4 +124,6 @@ class RolloutResult:
             "tokens_per_prompt": self.tokens_generated / n,
             "sequences_per_prompt": self.n_sequences / n,
             "wall_time_s": self.wall_time_s,
+            "engine_steps": float(self.engine_steps),
+            "peak_running": float(self.peak_running),
         }

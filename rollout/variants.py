@@ -4,8 +4,9 @@ parallel     M independent samples per prompt, recorded like the others (entropi
 eager_init   one root per prompt, forks at high entropy while the prompt has budget.
 eager_adapt  eager_init, then the saved budget goes to "hard" prompts (those that used all of M).
 eager        eager_init, then the saved budget goes to prompts with no correct answer (labels).
-             With `config.online`, verdicts arrive while the batch generates and budget moves
-             from solved to unsolved prompts inside the same call (training).
+With `config.online` (training), eager and eager_adapt run in one call: verdicts (eager) arrive
+while the batch generates, a prompt that needs more gets its extra pass while its first pass
+still runs, and budget moves from closed prompts to open ones inside the call.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from rollout.budget import Ledger, split_saved_budget
+from rollout.budget import Ledger, solved, split_saved_budget
 from rollout.config import EagerConfig
 from rollout.driver import Driver, Verifier
 from rollout.engine import Engine
@@ -69,19 +70,23 @@ def generate(
     engine.configure(config.temperature, config.top_logprobs, config.stop_token_ids,
                      config.entropy_source == "full_vocab")
     two_phase = config.method in ("eager_adapt", "eager") and not config.online
-    if config.method == "eager" and config.online:
-        ledger = Ledger([t.budget for t in trees], [config.eager_extra_cap * m] * len(trees), pooled=True)
-        Driver(engine, trees, config, ledger, branching=True, retry_method="eager",
-               verifier=verifier, on_tree_done=on_tree_done).run(active)
+    if config.online:
+        cap = config.eager_extra_cap if config.method == "eager" else config.adapt_extra_cap
+        ledger = Ledger([t.budget for t in trees], [cap * m] * len(trees), pooled=True)
+        driver = Driver(engine, trees, config, ledger, branching=True, retry_method=config.method,
+                        verifier=verifier if config.method == "eager" else None, on_tree_done=on_tree_done,
+                        concurrent=True)
     else:
         ledger = Ledger([t.budget for t in trees])
-        Driver(engine, trees, config, ledger, branching=config.method != "parallel",
-               roots_per_prompt=m if config.method == "parallel" else 1,
-               on_tree_done=None if two_phase else on_tree_done).run(active)
-    result = RolloutResult(config.method, trees, errors)
+        driver = Driver(engine, trees, config, ledger, branching=config.method != "parallel",
+                        roots_per_prompt=m if config.method == "parallel" else 1,
+                        on_tree_done=None if two_phase else on_tree_done)
+    driver.run(active)
+    result = RolloutResult(config.method, trees, errors, engine_steps=driver.steps, peak_running=driver.peak_running)
     if two_phase:
-        result = spend_saved_budget(engine, trees, config, verifier, on_tree_done, errors=errors,
-                                    active=active)
+        phase2 = spend_saved_budget(engine, trees, config, verifier, on_tree_done, errors=errors, active=active)
+        result.engine_steps += phase2.engine_steps  # the second phase runs after the first: steps add up
+        result.peak_running = max(result.peak_running, phase2.peak_running)
     result.wall_time_s = time.perf_counter() - t0
     return result
 
@@ -90,7 +95,7 @@ def is_solved(tree: PromptTree, config: EagerConfig) -> bool:
     """The solved criterion of label-aware EAGer, from the verdicts stored on the sequences."""
     kept = tree.kept()
     correct = sum(1 for s in kept if s.score is not None and s.score >= 1.0)
-    return correct >= config.solved_min_correct and len(kept) - correct >= config.solved_min_incorrect
+    return solved(correct, len(kept) - correct, config.solved_min_correct, config.solved_min_incorrect)
 
 
 def plan_saved_budget(
@@ -157,9 +162,11 @@ def spend_saved_budget(
         for t in trees:
             if t.prompt_index not in run and (active is None or t.prompt_index in active):
                 on_tree_done(t)
-    Driver(engine, trees, config, ledger, branching=True, retry_method=config.method,
-           verifier=verifier if config.method == "eager" else None, on_tree_done=on_tree_done).run(run)
-    result = RolloutResult(config.method, trees, dict(errors or {}))
+    driver = Driver(engine, trees, config, ledger, branching=True, retry_method=config.method,
+                    verifier=verifier if config.method == "eager" else None, on_tree_done=on_tree_done)
+    driver.run(run)
+    result = RolloutResult(config.method, trees, dict(errors or {}), engine_steps=driver.steps,
+                           peak_running=driver.peak_running)
     result.wall_time_s = time.perf_counter() - t0
     return result
 

@@ -109,6 +109,11 @@ class VLLMEngine:
     def max_model_len(self) -> int:
         return int(self._eng.model_config.max_model_len)
 
+    @property
+    def max_running(self) -> int:
+        """Requests the scheduler runs at once (`max_num_seqs`); more wait in its queue."""
+        return int(self._eng.vllm_config.scheduler_config.max_num_seqs)
+
     def configure(self, temperature: float, top_logprobs: int, stop_token_ids: list[int], full_vocab: bool) -> None:
         self._temperature, self._k, self._stop, self._full = temperature, top_logprobs, list(stop_token_ids), full_vocab
 

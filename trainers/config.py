@@ -92,6 +92,14 @@ class EagerGRPOConfig(GRPOConfig):
         default=3,
         metadata={"help": "eager_adapt: a hard prompt may take up to this many extra budgets M."},
     )
+    eager_pass_start_limit: float = field(
+        default=0.5,
+        metadata={
+            "help": "eager, eager_adapt: a prompt's extra pass starts while its first pass runs, but a new root only "
+            "within the first eager_pass_start_limit x max_completion_length engine steps, so a step's generation "
+            "stays within (1 + this) passes; later, extra budget only goes to forks of running sequences."
+        },
+    )
     eager_branch_patience: int = field(
         default=1000,
         metadata={"help": "Stop branching a prompt after this many generation steps without a fork (paper: 1000)."},
@@ -219,7 +227,8 @@ class EagerGRPOConfig(GRPOConfig):
             raise self._fail("eager_entropy_threshold", "entropies are >= 0 nats; use a threshold >= 0.")
         if self.eager_solved_min_correct < 1:
             raise self._fail("eager_solved_min_correct", "a solved prompt needs at least one correct sequence.")
-        for name in ("eager_solved_min_incorrect", "eager_extra_cap", "eager_adapt_extra_cap"):
+        nonnegative = ("eager_solved_min_incorrect", "eager_extra_cap", "eager_adapt_extra_cap", "eager_pass_start_limit")
+        for name in nonnegative:
             if getattr(self, name) < 0:
                 raise self._fail(name, "must be >= 0.")
         if self.eager_branch_patience < 1:

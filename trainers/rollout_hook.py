@@ -91,7 +91,8 @@ def rollout_config(trainer: EagerGRPOTrainer, group_size: int) -> EagerConfig:
         seed=(args.seed * 1_000_003 + step * 10_007 + process * 101) % (2**31 - 1),  # fresh draws every step
         eager_extra_cap=args.eager_extra_cap,
         adapt_extra_cap=args.eager_adapt_extra_cap,
-        online=args.rollout_generator == "eager",
+        online=args.rollout_generator in ("eager", "eager_adapt"),  # one call per step, extra passes overlapping
+        pass_start_limit=args.eager_pass_start_limit,
         solved_min_correct=args.eager_solved_min_correct,
         solved_min_incorrect=args.eager_solved_min_incorrect,
         on_solved=args.eager_on_solved,

@@ -21,8 +21,10 @@ GENERATORS = {
     # Random-model top-20 entropies sit just under ln 20 ~ 3.0: 2.9 forks a few times per prompt.
     "eager_init": {"eager_entropy_threshold": 2.9},
     "eager_adapt": {"eager_entropy_threshold": 2.9, "eager_max_sequences": 3},
-    # 4.0: no fork on a first pass; unsolved prompts retry at lower thresholds and then fork.
-    "eager": {"eager_entropy_threshold": 4.0},
+    # 4.0: no fork on a first pass; unsolved prompts retry at lower thresholds and then fork. The random
+    # model's sequences all run to the 8-token cap, so verdicts only arrive after a full pass: a pass start
+    # limit of 8 passes lets several retries run one after another (the default 0.5 would allow none).
+    "eager": {"eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0},
 }
 
 

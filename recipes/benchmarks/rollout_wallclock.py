@@ -1,0 +1,157 @@
+"""Seconds, not tokens: wall-clock, engine steps and tokens of parallel vs EAGer rollouts (issue 9).
+
+The arithmetic model (the one the project trains itself), `rollout.generate` on the colocated
+kind of vLLM engine, M = 8, threshold 0.6, T = 1, 128 new tokens, at two scales:
+  small  8 prompts x M   the engine runs far below its width: time follows engine steps;
+  large 64 prompts x M   512 sequences for 256 engine slots: time follows tokens.
+Methods: parallel, eager_init, online eager (stop at the first right answer) and online eager
+with `solved_min_incorrect=1` (a prompt needs a right and a wrong answer). One engine, warmed
+up first; the methods alternate `--repeats` times and each keeps its fastest run (the trees
+are the same every run: same seeds, same batch). Answers are checked by exact match of the
+last boxed answer (`rewards.extract_boxed`), which is what math-verify gives on these
+digit-only answers, at a cost that does not blur the schedule's.
+
+Per method and scale: wall seconds, engine steps (the critical path), tokens, peak running
+sequences, prompts solved (a right answer among the kept sequences) and prompts with both a
+right and a wrong answer (a GRPO learning signal). Last lines, in this order:
+`eager_step_ratio` (online eager's engine steps / parallel's, large scale),
+`eager_time_ratio_small`, `eager_time_ratio_large` (online eager's wall / parallel's).
+
+    python -m recipes.benchmarks.rollout_wallclock [--repeats 2] [--pass_start_limit 0.5] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from recipes.engine_env import cpu_engine_env
+
+cpu_engine_env()
+
+METHODS = {  # name -> EagerConfig fields
+    "parallel": dict(method="parallel"),
+    "eager_init": dict(method="eager_init"),
+    "eager": dict(method="eager", online=True),
+    "eager_mixed": dict(method="eager", online=True, solved_min_incorrect=1),
+}
+
+
+class ExactVerifier:
+    """rollout's verifier callable: the completion's last boxed answer equals the prompt's gold."""
+
+    def __init__(self, tokenizer, golds: list[str]) -> None:
+        self.tokenizer, self.golds = tokenizer, golds
+
+    def __call__(self, prompt_index: int, completion_ids: list[int]) -> bool:
+        from rewards import extract_boxed
+
+        text = self.tokenizer.decode(completion_ids, skip_special_tokens=True)
+        return extract_boxed(text) == self.golds[prompt_index]
+
+
+def outcome(result, verifier: ExactVerifier) -> tuple[int, int]:
+    """(prompts solved, prompts with both a right and a wrong answer) over the kept sequences."""
+    solved = mixed = 0
+    for tree in result.trees:
+        verdicts = [verifier(tree.prompt_index, s.tokens) for s in tree.kept()]
+        solved += any(verdicts)
+        mixed += any(verdicts) and not all(verdicts)
+    return solved, mixed
+
+
+def run_scale(engine, tokenizer, problems, args) -> dict[str, dict[str, float]]:
+    from rollout import EagerConfig, generate
+
+    prompts = [tokenizer(p.prompt)["input_ids"] for p in problems]
+    verifier = ExactVerifier(tokenizer, [p.answer for p in problems])
+    common = dict(max_sequences=args.max_sequences, entropy_threshold=args.threshold, temperature=args.temperature,
+                  max_new_tokens=args.max_new_tokens, fork_mode="resample", seed=args.seed,
+                  pass_start_limit=args.pass_start_limit)
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(args.repeats):
+        for name, fields in METHODS.items():
+            cfg = EagerConfig(**{**common, **fields})
+            start = time.perf_counter()
+            result = generate(engine, prompts, cfg, verifier=verifier if cfg.method == "eager" else None)
+            wall = time.perf_counter() - start
+            if name in best and best[name]["wall_s"] <= wall:
+                continue
+            solved, mixed = outcome(result, verifier)
+            best[name] = dict(wall_s=wall, engine_steps=result.engine_steps, tokens=result.tokens_generated,
+                              peak_running=result.peak_running, sequences=result.n_sequences, solved=solved,
+                              mixed=mixed)
+    return best
+
+
+def profile_online_eager(engine, tokenizer, problems, args) -> None:
+    """cProfile of one online eager call (warm engine): where its time goes."""
+    import cProfile
+    import pstats
+
+    from rollout import EagerConfig, generate
+
+    prompts = [tokenizer(p.prompt)["input_ids"] for p in problems]
+    cfg = EagerConfig(method="eager", online=True, max_sequences=args.max_sequences, entropy_threshold=args.threshold,
+                      temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                      pass_start_limit=args.pass_start_limit)
+    verifier = ExactVerifier(tokenizer, [p.answer for p in problems])
+    prof = cProfile.Profile()
+    prof.runcall(generate, engine, prompts, cfg, verifier=verifier)
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(14)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model directory (default: the recipe's arithmetic model)")
+    ap.add_argument("--small", type=int, default=8, help="prompts at the small scale")
+    ap.add_argument("--large", type=int, default=64, help="prompts at the large scale")
+    ap.add_argument("--max_sequences", type=int, default=8)
+    ap.add_argument("--threshold", type=float, default=0.6)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--max_new_tokens", type=int, default=128)
+    ap.add_argument("--pass_start_limit", type=float, default=0.5)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true", help="also cProfile one online eager call at the large scale")
+    args = ap.parse_args(argv)
+
+    from transformers import AutoTokenizer
+
+    from recipes.arithmetic.pretrain import ensure_model
+    from recipes.arithmetic.task import heldout_problems
+    from rollout import EagerConfig, generate
+    from rollout.vllm_engine import VLLMEngine, build_llm
+
+    model_dir = args.model or str(ensure_model())
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    problems = heldout_problems(max(args.small, args.large))
+    engine = VLLMEngine(build_llm(model_dir, dtype="float32", max_model_len=256, seed=args.seed))
+    warm = [tokenizer(p.prompt)["input_ids"] for p in problems[:4]]
+    generate(engine, warm, EagerConfig(method="parallel", max_sequences=2, temperature=1.0, max_new_tokens=16))
+    print(f"model={model_dir} M={args.max_sequences} threshold={args.threshold} T={args.temperature} "
+          f"max_new_tokens={args.max_new_tokens} pass_start_limit={args.pass_start_limit} "
+          f"engine_width={engine.max_running} repeats={args.repeats}")
+    scales = {"small": args.small, "large": args.large}
+    figures = {}
+    for scale, n in scales.items():
+        figures[scale] = run_scale(engine, tokenizer, problems[:n], args)
+        for name, f in figures[scale].items():
+            print(f"{scale} prompts={n} {name}: wall_s={f['wall_s']:.3f} engine_steps={f['engine_steps']} "
+                  f"tokens={f['tokens']} peak_running={f['peak_running']} sequences={f['sequences']} "
+                  f"solved={f['solved']} mixed={f['mixed']}")
+        par = figures[scale]["parallel"]
+        for name in ("eager_init", "eager", "eager_mixed"):
+            f = figures[scale][name]
+            print(f"{scale} {name}_vs_parallel: time={f['wall_s'] / par['wall_s']:.3f} "
+                  f"steps={f['engine_steps'] / par['engine_steps']:.3f} tokens={f['tokens'] / par['tokens']:.3f}")
+    if args.profile:
+        profile_online_eager(engine, tokenizer, problems[: args.large], args)
+    large, small = figures["large"], figures["small"]
+    print(f"eager_step_ratio={large['eager']['engine_steps'] / large['parallel']['engine_steps']:.3f}")
+    print(f"eager_time_ratio_small={small['eager']['wall_s'] / small['parallel']['wall_s']:.3f}")
+    print(f"eager_time_ratio_large={large['eager']['wall_s'] / large['parallel']['wall_s']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
