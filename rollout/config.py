@@ -72,6 +72,11 @@ class EagerConfig:
             "sequences (they end with their parents). 0: no extra roots, forks only."
         },
     )
+    pass_roots: int = field(
+        default=1,
+        metadata={"help": "online: root sequences an extra pass starts with (budget allowing); the paper's passes "
+                  "start with one."},
+    )
     solved_min_correct: int = field(default=1, metadata={"help": "A prompt is solved with at least this many correct."})
     solved_min_incorrect: int = field(
         default=0, metadata={"help": "...and at least this many wrong (1 asks for a mix: a GRPO learning signal)."}
@@ -115,6 +120,8 @@ class EagerConfig:
             raise bad("solved_min_correct", "a prompt needs at least one correct answer to count as solved.")
         if self.online and self.method not in ("eager", "eager_adapt"):
             raise bad("online", "only the methods that spend saved budget (eager, eager_adapt) run online.")
+        if self.pass_roots < 1:
+            raise bad("pass_roots", "an extra pass starts at least one root.")
         if self.pass_start_limit < 0:
             raise bad("pass_start_limit", "must be >= 0 (a fraction of max_new_tokens; 0.5 is the default).")
 

@@ -132,7 +132,8 @@ class Driver:
 
     def _start_pass(self, i: int, threshold: float, retry: int) -> None:
         self.states[i] = PromptBranching(threshold, self.cfg.p99_floor, self.cfg.branch_patience)
-        for _ in range(self.roots_per_prompt if retry == 0 else 1):
+        roots = self.roots_per_prompt if retry == 0 else (self.cfg.pass_roots if self.concurrent else 1)
+        for _ in range(roots):
             if not self.ledger.can_add(i):
                 break
             self.ledger.add(i)

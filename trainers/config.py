@@ -100,6 +100,10 @@ class EagerGRPOConfig(GRPOConfig):
             "stays within (1 + this) passes; later, extra budget only goes to forks of running sequences."
         },
     )
+    eager_pass_roots: int = field(
+        default=1,
+        metadata={"help": "eager, eager_adapt: root sequences an extra pass starts with (budget allowing)."},
+    )
     eager_branch_patience: int = field(
         default=1000,
         metadata={"help": "Stop branching a prompt after this many generation steps without a fork (paper: 1000)."},
@@ -231,6 +235,8 @@ class EagerGRPOConfig(GRPOConfig):
         for name in nonnegative:
             if getattr(self, name) < 0:
                 raise self._fail(name, "must be >= 0.")
+        if self.eager_pass_roots < 1:
+            raise self._fail("eager_pass_roots", "an extra pass starts at least one root.")
         if self.eager_branch_patience < 1:
             raise self._fail("eager_branch_patience", "must be at least 1 step.")
         if self.rollout_generator == "eager" and not self.eager_gold_column:

@@ -93,6 +93,7 @@ def rollout_config(trainer: EagerGRPOTrainer, group_size: int) -> EagerConfig:
         adapt_extra_cap=args.eager_adapt_extra_cap,
         online=args.rollout_generator in ("eager", "eager_adapt"),  # one call per step, extra passes overlapping
         pass_start_limit=args.eager_pass_start_limit,
+        pass_roots=args.eager_pass_roots,
         solved_min_correct=args.eager_solved_min_correct,
         solved_min_incorrect=args.eager_solved_min_incorrect,
         on_solved=args.eager_on_solved,

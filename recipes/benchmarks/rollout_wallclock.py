@@ -4,8 +4,9 @@ The arithmetic model (the one the project trains itself), `rollout.generate` on 
 kind of vLLM engine, M = 8, threshold 0.6, T = 1, 128 new tokens, at two scales:
   small  8 prompts x M   the engine runs far below its width: time follows engine steps;
   large 64 prompts x M   512 sequences for 256 engine slots: time follows tokens.
-Methods: parallel, eager_init, online eager (stop at the first right answer) and online eager
-with `solved_min_incorrect=1` (a prompt needs a right and a wrong answer). One engine, warmed
+Methods: parallel, eager_init, online eager (stop at the first right answer), online eager
+with `solved_min_incorrect=1` (a prompt needs a right and a wrong answer), all with the
+training default `resample` forks, and online eager with the paper's `top2` forks. One engine, warmed
 up first; the methods alternate `--repeats` times and each keeps its fastest run (the trees
 are the same every run: same seeds, same batch). Answers are checked by exact match of the
 last boxed answer (`rewards.extract_boxed`), which is what math-verify gives on these
@@ -34,6 +35,7 @@ METHODS = {  # name -> EagerConfig fields
     "eager_init": dict(method="eager_init"),
     "eager": dict(method="eager", online=True),
     "eager_mixed": dict(method="eager", online=True, solved_min_incorrect=1),
+    "eager_top2": dict(method="eager", online=True, fork_mode="top2"),  # the paper's forks (off-policy for RL)
 }
 
 
@@ -67,11 +69,11 @@ def run_scale(engine, tokenizer, problems, args) -> dict[str, dict[str, float]]:
     verifier = ExactVerifier(tokenizer, [p.answer for p in problems])
     common = dict(max_sequences=args.max_sequences, entropy_threshold=args.threshold, temperature=args.temperature,
                   max_new_tokens=args.max_new_tokens, fork_mode="resample", seed=args.seed,
-                  pass_start_limit=args.pass_start_limit)
+                  pass_start_limit=args.pass_start_limit, pass_roots=args.pass_roots)
     best: dict[str, dict[str, float]] = {}
     for _ in range(args.repeats):
         for name, fields in METHODS.items():
-            cfg = EagerConfig(**{**common, **fields})
+            cfg = EagerConfig(**{**common, **fields})  # method's own fields win (eager_top2's fork mode)
             start = time.perf_counter()
             result = generate(engine, prompts, cfg, verifier=verifier if cfg.method == "eager" else None)
             wall = time.perf_counter() - start
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--max_new_tokens", type=int, default=128)
     ap.add_argument("--pass_start_limit", type=float, default=0.5)
+    ap.add_argument("--pass_roots", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="also cProfile one online eager call at the large scale")
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"tokens={f['tokens']} peak_running={f['peak_running']} sequences={f['sequences']} "
                   f"solved={f['solved']} mixed={f['mixed']}")
         par = figures[scale]["parallel"]
-        for name in ("eager_init", "eager", "eager_mixed"):
+        for name in ("eager_init", "eager", "eager_mixed", "eager_top2"):
             f = figures[scale][name]
             print(f"{scale} {name}_vs_parallel: time={f['wall_s'] / par['wall_s']:.3f} "
                   f"steps={f['engine_steps'] / par['engine_steps']:.3f} tokens={f['tokens'] / par['tokens']:.3f}")

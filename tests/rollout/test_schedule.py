@@ -166,8 +166,18 @@ def test_online_eager_adapt_spends_freed_budget_on_prompts_that_used_theirs():
     assert r.engine_steps <= pass_start_deadline(c.pass_start_limit, c.max_new_tokens) + c.max_new_tokens
 
 
+def test_an_extra_pass_starts_pass_roots_roots_at_once():
+    engine = ClockedEngine(first_token_sets_length(short=3, long=30))
+    r = generate(engine, prompts(1), cfg(pass_roots=2, max_sequences=6), verifier=lambda i, ids: False)
+    roots = retry_roots(engine, r)
+    first = [rid for rid in roots if r.trees[0].sequences[int(rid.split(".")[1])].retry == 1]
+    assert len(first) == 2 and len({engine.added_at[rid] for rid in first}) == 1
+
+
 def test_pass_start_limit_is_checked():
     with pytest.raises(ValueError, match="pass_start_limit"):
         cfg(pass_start_limit=-1)
+    with pytest.raises(ValueError, match="pass_roots"):
+        cfg(pass_roots=0)
     with pytest.raises(ValueError, match="online"):
         EagerConfig(method="eager_init", online=True)
