@@ -1,4 +1,4 @@
-"""`eager-compare`: W&B runs side by side on the rollout-token axis, as a table and a PNG.
+"""`eager-compare`: W&B runs side by side on the rollout-token and the training-seconds axes, a table and a PNG.
 
     eager-compare outputs/demo/wandb                    # every offline run in a wandb directory
     eager-compare RUN_DIR [RUN_DIR ...]                 # offline run directories
@@ -7,7 +7,8 @@
 Offline runs are read with `wandb leet inspect --json` (the history records of the .wandb
 log); online runs with `wandb.Api()`. The x axis is cumulative rollout tokens
 (`train/eager/rollout_tokens_cumulative`), so methods that spend different budgets per step
-compare on what they spent.
+compare on what they spent; a second panel puts the same metric against training seconds
+(`train/eager/train_wall_s`), which is what a GPU-hour costs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 X_KEY = "train/eager/rollout_tokens_cumulative"
+TIME_KEY = "train/eager/train_wall_s"
 
 
 @dataclass
@@ -81,9 +83,9 @@ def expand(specs: list[str]) -> list[Run]:
     return runs
 
 
-def series(run: Run, key: str) -> list[tuple[float, float]]:
-    """(cumulative rollout tokens, value of `key`) for every step that logged both."""
-    return [(h[X_KEY], h[key]) for h in run.history if X_KEY in h and key in h]
+def series(run: Run, key: str, x_key: str = X_KEY) -> list[tuple[float, float]]:
+    """(x, value of `key`) for every step that logged both; x is cumulative rollout tokens by default."""
+    return [(h[x_key], h[key]) for h in run.history if x_key in h and key in h]
 
 
 def table(runs: list[Run], metric: str) -> list[dict]:
@@ -95,6 +97,7 @@ def table(runs: list[Run], metric: str) -> list[dict]:
         rows.append({
             "run": r.name, "group": r.group, "generator": r.config.get("rollout_generator", "?"),
             "steps": len(pts), "rollout_tokens": pts[-1][0] if pts else 0.0,
+            "train_s": max((x for x, _ in series(r, metric, TIME_KEY)), default=float("nan")),
             "frac_with_signal": sum(sig) / len(sig) if sig else float("nan"),
             f"{metric} (last 5)": sum(tail) / len(tail) if tail else float("nan"),
         })
@@ -107,13 +110,15 @@ def plot(runs: list[Run], metric: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in runs:
-        pts = series(r, metric)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=f"{r.config.get('rollout_generator', '?')}: {r.name}")
-    ax.set_xlabel("cumulative rollout tokens")
-    ax.set_ylabel(metric)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, x_key, label in ((axes[0], X_KEY, "cumulative rollout tokens"), (axes[1], TIME_KEY, "training seconds")):
+        for r in runs:
+            pts = series(r, metric, x_key)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts],
+                    label=f"{r.config.get('rollout_generator', '?')}: {r.name}")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel(metric)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 

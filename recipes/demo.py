@@ -4,8 +4,9 @@
 2) measures held-out accuracy (sampling at the recipe's temperature);
 3) runs the CPU recipe twice with `accelerate launch`, rollout_generator parallel and eager,
    same steps and seed, both logged to W&B in one group (offline unless W&B is set up);
-4) measures held-out accuracy at every checkpoint, prints the comparison and writes
-   `accuracy_vs_rollout_tokens.png`.
+4) measures held-out accuracy at every checkpoint, prints the comparison and the training time
+   split (generation, scoring, optimisation) and writes `accuracy_vs_rollout_tokens.png`: accuracy
+   against cumulative rollout tokens and against cumulative training seconds (evaluation excluded).
 
     eager-demo [--max_steps 40] [--heldout 200] [--output_dir outputs/demo]
 """
@@ -97,54 +98,62 @@ def step_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
     return {row["step"]: row for row in state["log_history"] if "eager/rollout_tokens" in row}
 
 
-def curve(cfg: DemoConfig, run_dir: Path, before: float) -> list[tuple[float, float]]:
-    """(cumulative rollout tokens, held-out accuracy) at step 0 and at every checkpoint."""
+def curve(cfg: DemoConfig, run_dir: Path, before: float) -> list[tuple[float, float, float]]:
+    """(cumulative rollout tokens, cumulative training seconds, held-out accuracy) at step 0 and every checkpoint."""
     metrics = step_metrics(run_dir)
-    points = [(0.0, before)]
+    points = [(0.0, 0.0, before)]
     for ckpt in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
         step = int(ckpt.name.split("-")[1])
-        tokens = metrics[step]["eager/rollout_tokens_cumulative"]
-        points.append((tokens, heldout_accuracy(ckpt, cfg)))
+        row = metrics[step]
+        points.append((row["eager/rollout_tokens_cumulative"], row["eager/train_wall_s"], heldout_accuracy(ckpt, cfg)))
     return points
 
 
-def summarize(generator: str, run_dir: Path, wall: float, points: list[tuple[float, float]]) -> dict[str, float]:
+def summarize(generator: str, run_dir: Path, wall: float, points: list[tuple[float, float, float]]) -> dict:
     rows = list(step_metrics(run_dir).values())
     mean = lambda key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    total = lambda key: sum(r[key] for r in rows)  # noqa: E731
+    train_s = rows[-1]["eager/train_wall_s"]
     return {
         "generator": generator,
-        "accuracy_before": points[0][1],
-        "accuracy_after": points[-1][1],
+        "accuracy_before": points[0][2],
+        "accuracy_after": points[-1][2],
         "rollout_tokens": rows[-1]["eager/rollout_tokens_cumulative"],
         "frac_with_signal": mean("eager/frac_with_signal"),
         "sequences_per_prompt": mean("eager/sequences_per_prompt_mean"),
-        "wall_time_s": wall,
+        "train_s": train_s,  # generation + scoring + optimisation, from the first step on
+        "generation_s": total("eager/time_generation_s"),
+        "scoring_s": total("eager/time_scoring_s"),
+        "optimisation_s": train_s - total("eager/time_generation_s") - total("eager/time_scoring_s"),
+        "wall_time_s": wall,  # the whole launch: set-up and checkpoints included
         "steps": len(rows),
     }
 
 
-def report(summaries: list[dict], curves: dict[str, list[tuple[float, float]]], out_dir: Path) -> None:
+def report(summaries: list[dict], curves: dict[str, list[tuple[float, float, float]]], out_dir: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cols = ["generator", "steps", "accuracy_before", "accuracy_after", "rollout_tokens", "frac_with_signal",
-            "sequences_per_prompt", "wall_time_s"]
+            "sequences_per_prompt", "train_s", "generation_s", "scoring_s", "optimisation_s", "wall_time_s"]
     print(" | ".join(cols))
     for s in summaries:
         print(" | ".join(f"{s[c]:.3f}" if isinstance(s[c], float) else str(s[c]) for c in cols))
     base, eager = (summaries[0], summaries[-1]) if len(summaries) > 1 else (None, None)
     if base and eager and base["rollout_tokens"]:
         print(f"eager_rollout_token_ratio={eager['rollout_tokens'] / base['rollout_tokens']:.3f}")
+        print(f"eager_train_time_ratio={eager['train_s'] / base['train_s']:.3f}")
     (out_dir / "comparison.json").write_text(json.dumps({"runs": summaries, "curves": curves}, indent=2))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, pts in curves.items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-    ax.set_xlabel("cumulative rollout tokens")
-    ax.set_ylabel("held-out accuracy (one sample, T=1)")
-    ax.set_title("GRPO on the arithmetic model: parallel vs EAGer")
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for k, (ax, label) in enumerate(zip(axes, ["cumulative rollout tokens", "cumulative training seconds"])):
+        for name, pts in curves.items():
+            ax.plot([p[k] for p in pts], [p[2] for p in pts], marker="o", label=name)
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("held-out accuracy (one sample, T=1)")
+    fig.suptitle("GRPO on the arithmetic model: parallel vs EAGer")
+    axes[0].legend()
     fig.tight_layout()
     fig.savefig(out_dir / "accuracy_vs_rollout_tokens.png", dpi=120)
     print(f"plot={out_dir / 'accuracy_vs_rollout_tokens.png'}")

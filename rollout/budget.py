@@ -16,6 +16,11 @@ spent only by forking the prompt's running sequences, which end with their paren
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rollout.config import EagerConfig
+
 
 class Ledger:
     def __init__(self, limits: list[int], extra_caps: list[int] | None = None, pooled: bool = False) -> None:
@@ -68,13 +73,17 @@ def split_saved_budget(saved: int, targets: list[int], cap: int) -> dict[int, in
     return {i: min(cap, base + (1 if k < rem else 0)) for k, i in enumerate(targets)}
 
 
-def solved(correct: int, wrong: int, min_correct: int, min_incorrect: int) -> bool:
-    """The solved criterion of label-aware EAGer: enough right answers (and, for a GRPO signal, wrong ones).
+def solved(correct: int, wrong: int, config: EagerConfig) -> bool:
+    """Label-aware EAGer's stop rule: the prompt takes no more budget (`EagerConfig.stop_rule`).
 
+    solved: enough right answers (and, with solved_min_incorrect, wrong ones). signal: both a
+    right and a wrong answer (a GRPO learning signal), or signal_easy_k right and no wrong one.
     The one rule behind `rollout.is_solved` (stored verdicts) and the driver (verdicts as they
     arrive); a sequence whose verdict is None (unverifiable) counts as wrong in both.
     """
-    return correct >= min_correct and wrong >= min_incorrect
+    if config.stop_rule == "signal":
+        return (correct >= 1 and wrong >= 1) or (correct >= config.signal_easy_k and wrong == 0)
+    return correct >= config.solved_min_correct and wrong >= config.solved_min_incorrect
 
 
 def pass_start_deadline(limit: float, max_new_tokens: int) -> int:

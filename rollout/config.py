@@ -8,6 +8,7 @@ METHODS = ("parallel", "eager_init", "eager_adapt", "eager")
 FORK_MODES = ("top2", "alternative", "resample")
 ENTROPY_SOURCES = ("topk", "full_vocab")
 ON_SOLVED = ("finish", "abort")
+STOP_RULES = ("solved", "signal")
 
 
 @dataclass
@@ -81,6 +82,18 @@ class EagerConfig:
     solved_min_incorrect: int = field(
         default=0, metadata={"help": "...and at least this many wrong (1 asks for a mix: a GRPO learning signal)."}
     )
+    stop_rule: str = field(
+        default="solved",
+        metadata={
+            "help": "When a label-aware prompt stops taking budget. solved: once it has solved_min_correct right "
+            "answers and solved_min_incorrect wrong ones (the paper: the first right answer). signal (for GRPO): once "
+            "its group holds both a right and a wrong answer (a learning signal secured), or signal_easy_k right "
+            "answers and no wrong one (too easy: more samples would only confirm it)."
+        },
+    )
+    signal_easy_k: int = field(
+        default=3, metadata={"help": "stop_rule=signal: right answers without a wrong one that mark a prompt too easy."}
+    )
     on_solved: str = field(
         default="finish",
         metadata={"help": "What a solved prompt's running sequences do: finish (no more forks) or abort (dropped)."},
@@ -99,6 +112,10 @@ class EagerConfig:
             raise bad("fork_mode", f"choose one of {FORK_MODES}.")
         if self.entropy_source not in ENTROPY_SOURCES:
             raise bad("entropy_source", f"choose one of {ENTROPY_SOURCES}.")
+        if self.stop_rule not in STOP_RULES:
+            raise bad("stop_rule", f"choose one of {STOP_RULES}.")
+        if self.signal_easy_k < 1:
+            raise bad("signal_easy_k", "a prompt needs at least one right answer to count as too easy.")
         if self.on_solved not in ON_SOLVED:
             raise bad("on_solved", f"choose one of {ON_SOLVED}.")
         if not self.temperature > 0:

@@ -138,9 +138,13 @@ class Driver:
                 break
             self.ledger.add(i)
             tree = self.trees[i]
-            seq = Sequence(index=len(tree.sequences), retry=retry)
+            seq = Sequence(index=len(tree.sequences), retry=retry, verdicts_at_start=self._known(i))
             tree.sequences.append(seq)
             self._continue(i, seq.index)
+
+    def _known(self, i: int) -> tuple[int, int]:
+        correct, wrong = self.verdicts[i]
+        return correct, wrong
 
     def _on_step(self, outs: list[TokenOutput]) -> None:
         outs = [o for o in outs if o.request_id in self.live]
@@ -206,6 +210,7 @@ class Driver:
             n_inherited=pos,
             forced=[f for f in parent.forced if f < pos],
             retry=parent.retry,
+            verdicts_at_start=self._known(i),
         )
         if child is not None:
             new.tokens.append(child[0])
@@ -281,7 +286,7 @@ class Driver:
         counts[0 if verdict is not None and float(verdict) >= 1.0 else 1] += 1
         if tree.solved:
             return
-        if not solved(counts[0], counts[1], self.cfg.solved_min_correct, self.cfg.solved_min_incorrect):
+        if not solved(counts[0], counts[1], self.cfg):
             self._note_need(i)
             return
         tree.solved = True

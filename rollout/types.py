@@ -36,6 +36,9 @@ class Sequence:
     finished: bool = False
     finish_reason: str | None = None  # "stop" (end token), "length" (cap), "abort" (cut when the prompt was solved)
     score: float | None = None  # verifier verdict, when a verifier ran during generation
+    # (right, wrong) verdicts of its prompt known when this sequence started: what decided that it runs,
+    # and so all a baseline may use without biasing its own advantage (trainers' eager_baseline).
+    verdicts_at_start: tuple[int, int] = (0, 0)
 
     @property
     def n_generated(self) -> int:

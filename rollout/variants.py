@@ -95,7 +95,7 @@ def is_solved(tree: PromptTree, config: EagerConfig) -> bool:
     """The solved criterion of label-aware EAGer, from the verdicts stored on the sequences."""
     kept = tree.kept()
     correct = sum(1 for s in kept if s.score is not None and s.score >= 1.0)
-    return solved(correct, len(kept) - correct, config.solved_min_correct, config.solved_min_incorrect)
+    return solved(correct, len(kept) - correct, config)
 
 
 def plan_saved_budget(

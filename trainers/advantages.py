@@ -6,6 +6,13 @@ more (rows taken over from solved prompts), so the groups are given by a group i
 Each group is laid out as one row of a NaN-padded matrix and goes through TRL's own
 NaN-aware statistics (`nanmean`, `trl.trainer.utils.nanstd`), so for equal-size groups the
 result is exactly TRL's.
+
+A stopping rule makes the group mean a biased baseline: a label-aware prompt stops sampling
+on what it has seen, so its group over-represents the outcome it stopped on (with "stop at
+the first right answer" an easy prompt's group is often one right answer, advantage 0). The
+alternative, `verdict_baseline`, estimates each row's pass rate only from the verdicts known
+when that row started: what decided that the row runs, never its own outcome, so the
+policy-gradient estimate stays unbiased under any stopping rule (tests/trainers/test_baseline_bias.py).
 """
 
 from __future__ import annotations
@@ -38,12 +45,18 @@ def group_matrix(values: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tens
     return matrix, index
 
 
+def verdict_baseline(correct: int, wrong: int) -> float:
+    """Pass-rate estimate from verdicts seen so far: the posterior mean under a uniform prior (0.5 with none)."""
+    return (1.0 + correct) / (2.0 + correct + wrong)
+
+
 def group_advantages(
     rewards_per_func: torch.Tensor,
     groups: torch.Tensor,
     weights: torch.Tensor,
     scale_rewards: str = "group",
     aggregation: str = "sum_then_normalize",
+    baselines: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages per row, normalised within each row's group.
 
@@ -54,6 +67,9 @@ def group_advantages(
         weights: (F,) reward weights.
         scale_rewards: "group", "batch" or "none", as in GRPOConfig.
         aggregation: GRPOConfig.multi_objective_aggregation.
+        baselines: (N,) per-row baselines in reward units (`verdict_baseline`) to use instead of the
+            group mean; with scale_rewards="group" a row is then scaled by the Bernoulli std at its
+            baseline, sqrt(b (1 - b)), which, like b, does not depend on the row's own reward.
     Returns:
         advantages (N,), and std_rewards (N,): the std each row was scaled by (TRL logs how many are 0).
     """
@@ -63,8 +79,10 @@ def group_advantages(
         rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
         rewards[unscorable] = torch.nan
         grouped, index = group_matrix(rewards, groups)  # (n_groups, max_size)
-        mean = torch.nanmean(grouped, dim=1)[index]
-        if scale_rewards in ("group", "none"):
+        mean = torch.nanmean(grouped, dim=1)[index] if baselines is None else baselines.to(rewards)
+        if scale_rewards in ("group", "none") and baselines is not None:
+            std = torch.sqrt(mean * (1.0 - mean)).clamp_min(0.0)
+        elif scale_rewards in ("group", "none"):
             std = nanstd(grouped, dim=1)[index]
         elif scale_rewards == "batch":
             std = nanstd(rewards).expand_as(rewards) if rewards.numel() > 1 else torch.zeros_like(rewards)
@@ -73,6 +91,8 @@ def group_advantages(
         advantages = rewards - mean
         if scale_rewards != "none":
             advantages = advantages / (std + EPS)
+    elif aggregation == "normalize_then_sum" and baselines is not None:
+        raise ValueError("eager_baseline='verdicts' needs multi_objective_aggregation='sum_then_normalize'.")
     elif aggregation == "normalize_then_sum":
         grouped, index = group_matrix(rewards_per_func, groups)  # (n_groups, max_size, F)
         mean_k = torch.nanmean(grouped, dim=1)[index]

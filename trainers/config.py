@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 GENERATORS = ("parallel", "eager_init", "eager_adapt", "eager")
 FORK_MODES = ("resample", "alternative", "top2")
 ON_SOLVED = ("finish", "abort")
+STOP_RULES = ("solved", "signal")
+BASELINES = ("group", "verdicts")
 ANSWER_KINDS = ("math", "choice")
 # Losses whose normaliser does not count rows: a fully masked (unused) row adds nothing and takes
 # no weight from the real ones. dapo/cispo/vespo divide by the global token count, bnpo by the
@@ -75,6 +77,25 @@ class EagerGRPOConfig(GRPOConfig):
         metadata={
             "help": "eager: ...and at least this many wrong ones. 1 asks for a mix of right and wrong, i.e. a GRPO "
             "learning signal, before a prompt gives up its remaining budget."
+        },
+    )
+    eager_stop_rule: str = field(
+        default="solved",
+        metadata={
+            "help": "eager: when a prompt stops taking budget. solved: at eager_solved_min_correct right answers (and "
+            "eager_solved_min_incorrect wrong ones). signal: once its group holds a right and a wrong answer (a "
+            "learning signal), or eager_signal_easy_k right answers and no wrong one (too easy)."
+        },
+    )
+    eager_signal_easy_k: int = field(
+        default=3, metadata={"help": "eager_stop_rule=signal: right answers with no wrong one that mark a prompt too easy."}
+    )
+    eager_baseline: str = field(
+        default="group",
+        metadata={
+            "help": "eager: the advantage baseline. group: the group's mean reward (GRPO; biased when a stop rule "
+            "shapes the group). verdicts: each row's pass rate estimated from the verdicts known when it started "
+            "(unbiased under any stop rule; assumes a 0/1 accuracy reward)."
         },
     )
     eager_on_solved: str = field(
@@ -223,7 +244,8 @@ class EagerGRPOConfig(GRPOConfig):
                 "eager_max_sequences",
                 f"the budget must be between 1 and num_generations={self.num_generations} (the rows a prompt owns).",
             )
-        choices = {"eager_fork_mode": FORK_MODES, "eager_on_solved": ON_SOLVED, "eager_answer_kind": ANSWER_KINDS}
+        choices = {"eager_fork_mode": FORK_MODES, "eager_on_solved": ON_SOLVED, "eager_answer_kind": ANSWER_KINDS,
+                   "eager_stop_rule": STOP_RULES, "eager_baseline": BASELINES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise self._fail(name, f"choose one of {allowed}.")
@@ -235,6 +257,10 @@ class EagerGRPOConfig(GRPOConfig):
         for name in nonnegative:
             if getattr(self, name) < 0:
                 raise self._fail(name, "must be >= 0.")
+        if self.eager_signal_easy_k < 1:
+            raise self._fail("eager_signal_easy_k", "a prompt needs at least one right answer to count as too easy.")
+        if self.eager_baseline == "verdicts" and self.rollout_generator != "eager":
+            raise self._fail("eager_baseline", "'verdicts' needs the label-aware generator (rollout_generator: eager).")
         if self.eager_pass_roots < 1:
             raise self._fail("eager_pass_roots", "an extra pass starts at least one root.")
         if self.eager_branch_patience < 1:

@@ -12,7 +12,8 @@ within the call), then lays the sequences out over the same P x G rows:
 
 Every row carries its own prompt: `prompt_ids`, and as extra fields the prompt itself and all
 of that prompt's dataset columns (so a moved row brings its gold answer to the rewards), plus
-`eager_group` (a group id unique across processes) for the advantages.
+`eager_group` (a group id unique across processes) and `eager_baseline` (the pass rate estimated
+from the verdicts known when the row's sequence started) for the advantages.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rollout import EagerConfig, RolloutResult, generate
+from trainers.advantages import verdict_baseline
 
 if TYPE_CHECKING:
     from trainers.trainer import EagerGRPOTrainer
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Grade = Callable[[str, Any], "float | None"]  # rewards.Verifier's signature: (prediction, gold) -> score
-RESERVED = ("prompt_ids", "completion_ids", "logprobs", "env_mask", "eager_group", "eager_used")
+RESERVED = ("prompt_ids", "completion_ids", "logprobs", "env_mask", "eager_group", "eager_used", "eager_baseline")
 
 
 class GoldVerifier:
@@ -92,6 +94,8 @@ def rollout_config(trainer: EagerGRPOTrainer, group_size: int) -> EagerConfig:
         eager_extra_cap=args.eager_extra_cap,
         adapt_extra_cap=args.eager_adapt_extra_cap,
         online=args.rollout_generator in ("eager", "eager_adapt"),  # one call per step, extra passes overlapping
+        stop_rule=args.eager_stop_rule,
+        signal_easy_k=args.eager_signal_easy_k,
         pass_start_limit=args.eager_pass_start_limit,
         pass_roots=args.eager_pass_roots,
         solved_min_correct=args.eager_solved_min_correct,
@@ -144,9 +148,11 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
     out: dict[str, list] = {key: [] for key in (*RESERVED, *columns)}
     for r, slot in enumerate(layout):
         k = slot[0] if slot is not None else r // g  # an unused row keeps its owner's prompt
+        baseline = 0.5
         if slot is not None:
             seq = kept[k][slot[1]]
             completion, logprobs, mask = list(seq.tokens), list(seq.logprobs), [1] * len(seq.tokens)
+            baseline = verdict_baseline(*seq.verdicts_at_start)
         else:
             completion, logprobs, mask = trainer.eager_pad_completion, [0.0], [0]
         out["prompt_ids"].append(list(prompt_ids[k]))
@@ -155,6 +161,7 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
         out["env_mask"].append(mask)
         out["eager_group"].append(offset + k)
         out["eager_used"].append(int(slot is not None))
+        out["eager_baseline"].append(baseline)
         for key in columns:
             out[key].append(sources[k][key])  # "prompt" included: _calculate_rewards reads it back
     trainer.eager_last_rollout = result

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import torch
@@ -60,10 +61,12 @@ class EagerGRPOTrainer(GRPOTrainer):
         self.eager_batch_inputs: list[dict] = []
         self.eager_last_rollout = None  # the RolloutResult of this process's last EAGer step
         self._eager_engine = None
-        self._eager_rows: tuple | None = None  # gathered (rewards_per_func, groups, used, [tokens, branches])
+        self._eager_rows: tuple | None = None  # gathered (rewards_per_func, groups, used, [tokens, branches], baselines)
         self._eager_row_prompts: list = []
         self._eager_shapes = torch.zeros(0, 2)  # gathered (completion length, truncated) per row
         self._eager_tokens_total = 0.0
+        self._eager_t0: float | None = None  # when the first step began: training seconds count from here
+        self._eager_score_s = 0.0
 
     # --- what the rollout hook uses -------------------------------------------------------------
     def eager_engine(self) -> Any:
@@ -95,12 +98,20 @@ class EagerGRPOTrainer(GRPOTrainer):
     # --- the two overrides ----------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict[str, Any]:
         self.eager_batch_inputs = inputs
+        start = time.perf_counter()
+        if self._eager_t0 is None:
+            self._eager_t0 = start
+        self._eager_score_s = 0.0
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
-        rewards_per_func, groups, used, stats = self._eager_rows
+        # Generation includes the weight sync before it; optimisation is what the step spends after this.
+        self._metrics[mode]["eager/time_generation_s"].append(time.perf_counter() - start - self._eager_score_s)
+        self._metrics[mode]["eager/time_scoring_s"].append(self._eager_score_s)
+        rewards_per_func, groups, used, stats, baselines = self._eager_rows
         if self.args.is_eager:
             advantages, std = group_advantages(rewards_per_func, groups, self.reward_weights,
-                                               self.scale_rewards, self.multi_objective_aggregation)
+                                               self.scale_rewards, self.multi_objective_aggregation,
+                                               baselines if self.args.eager_baseline == "verdicts" else None)
             n = len(inputs)
             output["advantages"] = advantages[self.accelerator.process_index * n:][:n]
             self._correct_trl_logs(mode, advantages, std, used)
@@ -122,6 +133,7 @@ class EagerGRPOTrainer(GRPOTrainer):
             prompts = [row["prompt"] for row in inputs]
             groups = torch.tensor([row["eager_group"] for row in inputs], device=device)
             used = torch.tensor([row["eager_used"] for row in inputs], device=device)
+            baselines = torch.tensor([row["eager_baseline"] for row in inputs], dtype=torch.float32, device=device)
             ends = [*self.eos_token_ids, self._tokenizer.pad_token_id]
             shapes = torch.tensor([[len(ids), ids[-1] not in ends] for ids in completion_ids_list], device=device)
             self._eager_shapes = self.accelerator.gather(shapes)  # (N, 2) length, truncated
@@ -131,16 +143,27 @@ class EagerGRPOTrainer(GRPOTrainer):
             g = self.num_generations if self.model.training else self.num_generations_eval
             groups = self.accelerator.process_index * (n // g) + torch.arange(n, device=device) // g
             used = torch.ones(n, dtype=torch.long, device=device)
+            baselines = torch.full((n,), 0.5, device=device)
             tokens = float(sum(len(ids) for ids in completion_ids_list))
             stats = torch.tensor([tokens, 0.0], device=device)
+        start = time.perf_counter()
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._eager_score_s += time.perf_counter() - start
         groups, used = self.accelerator.gather(groups), self.accelerator.gather(used).bool()
+        baselines = self.accelerator.gather(baselines)
         stats = self.accelerator.gather(stats).view(-1, 2).sum(dim=0)
         rewards_per_func[~used] = torch.nan  # an unused row has no reward and no place in a baseline
-        self._eager_rows = (rewards_per_func.clone(), groups, used, stats)
+        self._eager_rows = (rewards_per_func.clone(), groups, used, stats, baselines)
         if self.args.is_eager:
             self._eager_row_prompts = gather_object(prompts)
         return rewards_per_func
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's log, plus `eager/train_wall_s`: seconds since the first step began (generation, scoring and
+        optimisation; the trainer's set-up before it is not counted), so runs compare on a time axis."""
+        if self._eager_t0 is not None and self.model.training:
+            logs["eager/train_wall_s"] = time.perf_counter() - self._eager_t0
+        super().log(logs, start_time)
 
     def _correct_trl_logs(self, mode: str, advantages: torch.Tensor, std: torch.Tensor, used: torch.Tensor) -> None:
         """TRL logged fixed-stride statistics, unused rows as empty completions and the sampler's prompts:

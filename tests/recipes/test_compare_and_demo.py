@@ -17,7 +17,7 @@ cum = 0
 for step in range(4):
     cum += {per_step_tokens}
     run.log({{"train/eager/rollout_tokens_cumulative": cum, "train/reward": 0.1 * step,
-             "train/eager/frac_with_signal": 0.5}})
+             "train/eager/frac_with_signal": 0.5, "train/eager/train_wall_s": cum / 100}})
 run.finish()
 """
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
@@ -33,22 +33,27 @@ def test_compare_reads_offline_runs_on_the_token_axis(tmp_path, capsys):
     rows = {line.split(" | ")[0]: line.split(" | ") for line in text.splitlines() if " | " in line}
     assert rows["par"][1:5] == ["g1", "parallel", "4", "1200"]
     assert rows["eag"][1:5] == ["g1", "eager", "4", "400"]
+    assert float(rows["par"][5]) == 12.0 and float(rows["eag"][5]) == 4.0  # training seconds
     assert out.stat().st_size > 1000
 
 
-def test_demo_summary_and_plot(tmp_path, capsys):
+def test_demo_summary_time_split_and_plot(tmp_path, capsys):
     runs = {}
-    for gen, tokens in (("parallel", 3000.0), ("eager", 1000.0)):
+    for gen, tokens, gen_s in (("parallel", 3000.0, 4.0), ("eager", 1000.0, 2.0)):
         d = tmp_path / gen
         d.mkdir()
         history = [{"step": s, "eager/rollout_tokens": tokens, "eager/rollout_tokens_cumulative": tokens * s,
-                    "eager/frac_with_signal": 0.25 * s, "eager/sequences_per_prompt_mean": 4.0} for s in (1, 2)]
+                    "eager/frac_with_signal": 0.25 * s, "eager/sequences_per_prompt_mean": 4.0,
+                    "eager/time_generation_s": gen_s, "eager/time_scoring_s": 0.5,
+                    "eager/train_wall_s": (gen_s + 1.5) * s} for s in (1, 2)]
         (d / "trainer_state.json").write_text(json.dumps({"log_history": history + [{"step": 2, "loss": 0}]}))
-        runs[gen] = demo.summarize(gen, d, 12.0, [(0.0, 0.3), (tokens * 2, 0.4)])
+        runs[gen] = demo.summarize(gen, d, 12.0, [(0.0, 0.0, 0.3), (tokens * 2, (gen_s + 1.5) * 2, 0.4)])
     assert runs["eager"]["rollout_tokens"] == 2000.0 and runs["eager"]["frac_with_signal"] == 0.375
-    demo.report(list(runs.values()), {"parallel": [(0, 0.3), (6000, 0.4)], "eager": [(0, 0.3), (2000, 0.4)]},
+    assert runs["eager"]["train_s"] == 7.0 and runs["eager"]["generation_s"] == 4.0
+    assert runs["eager"]["scoring_s"] == 1.0 and runs["eager"]["optimisation_s"] == 2.0
+    demo.report(list(runs.values()), {"parallel": [(0, 0, 0.3), (6000, 11, 0.4)], "eager": [(0, 0, 0.3), (2000, 7, 0.4)]},
                 tmp_path)
     text = capsys.readouterr().out
-    assert "eager_rollout_token_ratio=0.333" in text
+    assert "eager_rollout_token_ratio=0.333" in text and "eager_train_time_ratio=0.636" in text
     assert (tmp_path / "accuracy_vs_rollout_tokens.png").stat().st_size > 1000
     assert json.loads((tmp_path / "comparison.json").read_text())["runs"][1]["generator"] == "eager"

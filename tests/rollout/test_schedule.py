@@ -174,9 +174,25 @@ def test_an_extra_pass_starts_pass_roots_roots_at_once():
     assert len(first) == 2 and len({engine.added_at[rid] for rid in first}) == 1
 
 
+def test_signal_rule_stops_a_prompt_at_a_mix_or_at_k_right_answers():
+    def verdict(i, ids):  # prompt 0: always right (too easy); prompt 1: right, wrong, ... (a mix); 2: never right
+        return {0: True, 1: sum(ids) % 2 == 0, 2: False}[i]
+
+    c = cfg(stop_rule="signal", signal_easy_k=2, fork_mode="resample", seed=4, max_sequences=6)
+    r = generate(ClockedEngine(varied_lengths(high=(0, 5))), prompts(3), c, verifier=verdict)
+    easy, mixed, hard = r.trees
+    scores = [[s.score for s in t.sequences] for t in r.trees]
+    assert easy.solved and scores[0].count(1.0) >= 2 and 0.0 not in scores[0]  # k = 2 right: too easy, stop
+    assert mixed.solved and 1.0 in scores[1] and 0.0 in scores[1]  # a right and a wrong: signal secured
+    assert not hard.solved and set(scores[2]) == {0.0}  # all wrong: still open (no right answer to pair)
+    assert easy.retries >= 1  # one right answer alone did not stop it: it asked for more
+
+
 def test_pass_start_limit_is_checked():
     with pytest.raises(ValueError, match="pass_start_limit"):
         cfg(pass_start_limit=-1)
+    with pytest.raises(ValueError, match="stop_rule"):
+        cfg(stop_rule="first")
     with pytest.raises(ValueError, match="pass_roots"):
         cfg(pass_roots=0)
     with pytest.raises(ValueError, match="online"):

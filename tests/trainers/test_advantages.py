@@ -69,3 +69,19 @@ def test_group_ids_need_not_be_contiguous():
     a, _ = group_advantages(rpf, torch.tensor([7, 3, 7, 3]), torch.ones(1))
     b, _ = group_advantages(rpf[[0, 2, 1, 3]], torch.tensor([0, 0, 1, 1]), torch.ones(1))
     assert torch.allclose(a[[0, 2, 1, 3]], b)
+
+
+def test_verdict_baselines_replace_the_group_mean_and_never_divide_by_a_zero_std():
+    from trainers.advantages import verdict_baseline
+
+    rewards = torch.tensor([[1.0], [1.0], [0.0], [1.0]])  # group 0: all right (std 0); group 1: a mix
+    groups = torch.tensor([0, 0, 1, 1])
+    b = torch.tensor([verdict_baseline(0, 0), verdict_baseline(1, 0), verdict_baseline(0, 0), verdict_baseline(0, 1)])
+    assert b.tolist() == pytest.approx([0.5, 2 / 3, 0.5, 1 / 3])
+    adv, _ = group_advantages(rewards, groups, torch.ones(1), "none", baselines=b)
+    assert adv.tolist() == pytest.approx([0.5, 1 / 3, -0.5, 2 / 3])  # the all-right group still teaches
+    adv, std = group_advantages(rewards, groups, torch.ones(1), "group", baselines=b)
+    assert torch.isfinite(adv).all() and adv.abs().max() < 2.0
+    assert adv[0].item() == pytest.approx(0.5 / (0.5 + 1e-4))  # scaled by sqrt(b (1 - b)) = 0.5 at b = 0.5
+    with pytest.raises(ValueError, match="sum_then_normalize"):
+        group_advantages(rewards, groups, torch.ones(1), "group", "normalize_then_sum", baselines=b)

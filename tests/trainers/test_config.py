@@ -43,10 +43,16 @@ def test_eager_config_valid(tmp_path):
         ({"eager_answer_kind": "code"}, ["eager_answer_kind", "math", "choice"]),
         ({"eager_solved_min_correct": 0}, ["eager_solved_min_correct"]),
         ({"eager_entropy_threshold": -1.0}, ["eager_entropy_threshold"]),
+        ({"eager_stop_rule": "mixed"}, ["eager_stop_rule", "solved", "signal"]),
+        ({"eager_baseline": "mean"}, ["eager_baseline", "group", "verdicts"]),
+        ({"eager_baseline": "verdicts", "rollout_generator": "eager_init"}, ["eager_baseline", "rollout_generator"]),
+        ({"eager_signal_easy_k": 0}, ["eager_signal_easy_k"]),
+        ({"eager_pass_start_limit": -0.5}, ["eager_pass_start_limit"]),
+        ({"eager_pass_roots": 0}, ["eager_pass_roots"]),
     ],
 )
 def test_bad_eager_settings_say_what_to_change(tmp_path, overrides, names):
-    overrides = {"rollout_generator": "eager", **overrides}
+    overrides = {"rollout_generator": "eager", **overrides}  # an override's own generator wins
     with pytest.raises(ValueError) as err:
         make_args(tmp_path, **overrides)
     for name in names:

@@ -251,3 +251,11 @@ def test_engine_follows_trainer_after_sync(run):
     stale = vllm_greedy()
     trainer.vllm_generation.sync_weights()
     assert vllm_greedy() == hf_greedy() != stale
+
+
+def test_step_seconds_are_logged(run):
+    walls = [log["eager/train_wall_s"] for log in run.logs]
+    assert walls[0] > 0 and all(b > a for a, b in zip(walls, walls[1:]))
+    for log in run.logs:
+        assert log["eager/time_generation_s"] > 0 and log["eager/time_scoring_s"] >= 0
+    assert sum(log["eager/time_generation_s"] + log["eager/time_scoring_s"] for log in run.logs) < walls[-1]

@@ -50,6 +50,9 @@ def test_overridden_method_signatures():
         "self", "inputs", "prompts", "completions", "completion_ids_list"]
     assert list(inspect.signature(GRPOTrainer._generate_and_score_completions).parameters) == ["self", "inputs"]
     assert list(inspect.signature(GRPOTrainer._tokenize_prompts).parameters) == ["self", "prompts"]
+    # log(): we add eager/train_wall_s to the logs TRL merges its averaged metrics into.
+    assert list(inspect.signature(GRPOTrainer.log).parameters) == ["self", "logs", "start_time"]
+    assert "logs.update(metrics)" in source(GRPOTrainer.log)
     # Advantages and the slice we replace: one per local row, sliced by process index.
     body = source(GRPOTrainer._generate_and_score_completions)
     assert '"advantages": advantages' in body
