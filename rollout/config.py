@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 METHODS = ("parallel", "eager_init", "eager_adapt", "eager")
@@ -67,8 +68,8 @@ class EagerConfig:
     pass_start_limit: float = field(
         default=0.5,
         metadata={
-            "help": "online: a new pass (an extra root) starts only within the first pass_start_limit x "
-            "max_new_tokens engine steps of the call, so the call's critical path stays within (1 + "
+            "help": "online: a new pass (an extra root) starts only up to engine step pass_start_limit x "
+            "max_new_tokens of the call (that step included), so the call's critical path stays within (1 + "
             "pass_start_limit) passes of max_new_tokens; later, extra budget goes only to forks of running "
             "sequences (they end with their parents). 0: no extra roots, forks only."
         },
@@ -139,7 +140,7 @@ class EagerConfig:
             raise bad("online", "only the methods that spend saved budget (eager, eager_adapt) run online.")
         if self.pass_roots < 1:
             raise bad("pass_roots", "an extra pass starts at least one root.")
-        if self.pass_start_limit < 0:
+        if not math.isfinite(self.pass_start_limit) or self.pass_start_limit < 0:
             raise bad("pass_start_limit", "must be >= 0 (a fraction of max_new_tokens; 0.5 is the default).")
 
     @classmethod

@@ -261,6 +261,8 @@ class EagerGRPOConfig(GRPOConfig):
             raise self._fail("eager_signal_easy_k", "a prompt needs at least one right answer to count as too easy.")
         if self.eager_baseline == "verdicts" and self.rollout_generator != "eager":
             raise self._fail("eager_baseline", "'verdicts' needs the label-aware generator (rollout_generator: eager).")
+        if self.eager_baseline == "verdicts" and self.multi_objective_aggregation != "sum_then_normalize":
+            raise self._fail("eager_baseline", "'verdicts' needs multi_objective_aggregation='sum_then_normalize'.")
         if self.eager_pass_roots < 1:
             raise self._fail("eager_pass_roots", "an extra pass starts at least one root.")
         if self.eager_branch_patience < 1:

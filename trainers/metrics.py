@@ -9,9 +9,11 @@ They are computed the same way for every generator (parallel included), so runs 
     frac_solved                    prompts with a correct row (total reward >= 1.0, i.e. a verified answer)
     frac_with_signal               prompts whose rewards differ (a non-zero group-relative advantage)
     rows_reallocated               rows a prompt holds beyond its own num_generations
-The trainer adds the step's seconds (`trainers.trainer`): time_generation_s (weight sync and
-rollouts), time_scoring_s (reward functions) and train_wall_s (seconds since the first step
-began, at each log: generation, scoring and optimisation together).
+The trainer adds the step's seconds (`trainers.trainer`): time_generation_s (all of TRL's
+`_generate_and_score_completions` but the rewards: weight sync, rollouts, and TRL's log-prob
+pass over every row for its importance-sampling correction), time_scoring_s (reward functions)
+and train_wall_s (seconds since the first step began, at each log: everything above plus the
+optimisation, and checkpoint saves, which the trainer makes after a log).
 """
 
 from __future__ import annotations

@@ -104,7 +104,8 @@ class EagerGRPOTrainer(GRPOTrainer):
         self._eager_score_s = 0.0
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
-        # Generation includes the weight sync before it; optimisation is what the step spends after this.
+        # "Generation": everything here but the rewards (weight sync, rollouts, TRL's log-prob pass over
+        # the rows); optimisation is what the step spends after this.
         self._metrics[mode]["eager/time_generation_s"].append(time.perf_counter() - start - self._eager_score_s)
         self._metrics[mode]["eager/time_scoring_s"].append(self._eager_score_s)
         rewards_per_func, groups, used, stats, baselines = self._eager_rows

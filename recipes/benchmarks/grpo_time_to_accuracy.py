@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--easy_k", type=int, default=3, help="eager_signal_easy_k")
     ap.add_argument("--pass_start_limit", type=float, default=0.5, help="eager_pass_start_limit")
     ap.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=list(GENERATORS))
-    ap.add_argument("--headline", default="eager_signal", choices=list(GENERATORS))
+    ap.add_argument("--headline", default="eager_signal", choices=[g for g in GENERATORS if g != "parallel"])
     opts = ap.parse_args(argv)
 
     from datasets import Dataset

@@ -117,9 +117,20 @@ def start_stopping_after(args: list[str], n: int, env: dict[str, str] | None = N
     """
     env = {**(env or os.environ), TEST_STOP_AFTER_ENV: str(n)}
     log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(eval_cmd() + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc = subprocess.Popen(eval_cmd() + args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
+                            preexec_fn=_default_sigint)
     proc.log = log
     return proc
+
+
+def _default_sigint() -> None:
+    """Give the child SIGINT's default disposition, so Python turns Ctrl-C into KeyboardInterrupt.
+
+    A command run in the background by a non-interactive shell (as a CI runner may run the suite)
+    inherits SIGINT *ignored*, and Python keeps an ignored SIGINT ignored: the child's Ctrl-C
+    would do nothing, and the run would finish (a fresh-clone run failed with `assert 0 == 130`).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stderr_tail(proc: subprocess.Popen, chars: int = 3000) -> str:

@@ -136,13 +136,21 @@ def test_critical_path_is_at_most_the_deadline_plus_one_pass_when_every_prompt_r
 
 
 def test_extra_roots_wait_for_room_in_the_engine():
-    engine = ClockedEngine(first_token_sets_length(short=3, long=30), max_running=2)
-    r = generate(engine, prompts(1), cfg(), verifier=lambda i, ids: False)
+    """Three prompts: each parent runs 30 tokens, its top2 child 3. The children's wrong verdicts come
+    while three parents still run: with room for two sequences no new root starts; unbounded, they do."""
+
+    def run(max_running):
+        engine = ClockedEngine(first_token_sets_length(short=3, long=30), max_running=max_running)
+        return engine, generate(engine, prompts(3), cfg(), verifier=lambda i, ids: False)
+
+    engine, r = run(None)
+    assert retry_roots(engine, r), "without a bound the unsolved prompts get new roots"
+    engine, r = run(2)
     for rid in retry_roots(engine, r):
         at = engine.added_at[rid]
-        running = sum(1 for q, a in engine.added_at.items() if a < at and engine.finished_at.get(q, 10**9) > at
-                      and q not in engine.aborted)
-        assert running < 2
+        running = sum(1 for q, a in engine.added_at.items() if a <= at and engine.finished_at.get(q, 10**9) > at
+                      and q not in engine.aborted and q != rid)
+        assert running < 2, f"{rid} started at step {at} beside {running} running sequences"
 
 
 def test_online_is_reproducible_and_budgets_hold():

@@ -1,14 +1,17 @@
 """What the advantage estimates under a stop rule, on simulated prompts of known pass rate.
 
 Each prompt k has a pass rate p_k: a sequence is right with probability p_k, drawn from a hash
-of its tokens (independent of everything else, forks included, unlike a real model's). Rollouts
+of its tokens (independent of other sequences unless they hold the very same tokens; a real
+fork's outcome is correlated with its parent's). Rollouts
 come from the real driver on a scripted engine, with the real stop rules, so which sequences a
 group holds depends on the verdicts as they arrived.
 
 The yardstick: with outcomes X_k and advantages A_k, the expected policy-gradient update of a
 prompt is proportional to E[sum_k A_k (X_k - p)] (right answers move the policy one way,
 wrong ones the other). For an unbiased estimate it must equal E[N] p (1 - p), N the group size,
-whatever p is: R(p) = E[sum A (X - p)] / (E[N] p (1 - p)) = 1. Fixed groups with the group
+whatever p is: R(p) = E[sum A (X - p)] / (E[N] p (1 - p)) = 1. R is estimated from a finite
+number of batches, so each check allows four standard errors of that estimate (a ratio
+estimator's, from the per-batch terms), which is wide at p = 0.9 where p (1 - p) is small. Fixed groups with the group
 mean give the known (n - 1) / n; a stop rule with the group mean gives an R that falls with p
 (easy prompts' groups are cut short on a right answer, so their right answers get little
 credit); the verdict baseline (`trainers.advantages.verdict_baseline`) gives 1 for every p.
@@ -45,8 +48,8 @@ def right(draw: int, prompt: int, tokens) -> bool:
     return random.Random(hash((draw, prompt, tuple(tokens)))).random() < PASS_RATES[prompt]
 
 
-def ratio_by_pass_rate(config: dict, baseline: str) -> dict[float, float]:
-    """R(p) over DRAWS batches of the 8 simulated prompts."""
+def ratio_by_pass_rate(config: dict, baseline: str) -> dict[float, tuple[float, float]]:
+    """R(p) and its standard error over DRAWS batches of the 8 simulated prompts."""
     num, den = {}, {}
     prompts = [[1] * (3 + i) for i in range(len(PASS_RATES))]
     for d in range(DRAWS):
@@ -60,9 +63,18 @@ def ratio_by_pass_rate(config: dict, baseline: str) -> dict[float, float]:
                 b = np.full(len(x), x.mean())
             else:
                 b = np.array([verdict_baseline(*s.verdicts_at_start) for s in seqs])
-            num[p] = num.get(p, 0.0) + float(((x - b) * (x - p)).sum())
-            den[p] = den.get(p, 0.0) + len(x) * p * (1 - p)
-    return {p: num[p] / den[p] for p in sorted(num)}
+            num.setdefault(p, []).append(float(((x - b) * (x - p)).sum()))
+            den.setdefault(p, []).append(len(x) * p * (1 - p))
+    out = {}
+    for p in sorted(num):
+        n, d = np.array(num[p]), np.array(den[p])
+        r = n.sum() / d.sum()
+        out[p] = (r, float(np.std(n - r * d, ddof=1) * np.sqrt(len(n)) / d.sum()))
+    return out
+
+
+def within(r: dict[float, tuple[float, float]], target: float) -> bool:
+    return all(abs(v - target) <= 4 * se for v, se in r.values())
 
 
 PARALLEL = dict(method="parallel")
@@ -73,15 +85,16 @@ SIGNAL = dict(method="eager", online=True, entropy_threshold=1.0, stop_rule="sig
 
 def test_fixed_groups_with_the_group_mean_give_the_known_shrinkage():
     r = ratio_by_pass_rate(PARALLEL, "group")
-    assert all(abs(v - 7 / 8) < 0.15 for v in r.values()), r
+    assert within(r, 7 / 8), r
 
 
-def test_stopping_at_the_first_right_answer_biases_the_group_mean_against_easy_prompts():
+def test_stopping_at_the_first_right_answer_biases_the_group_mean_against_easier_prompts():
     r = ratio_by_pass_rate(FIRST_RIGHT, "group")
-    assert r[0.9] < r[0.1] - 0.15 and r[0.9] < 0.7, r
+    # Prompts the first answers often solve get less weight than fixed groups give them (7/8).
+    assert all(r[p][0] + 4 * r[p][1] < 7 / 8 for p in (0.5, 0.6, 0.7)), r
 
 
 @pytest.mark.parametrize("config", [FIRST_RIGHT, SIGNAL, PARALLEL], ids=["first_right", "signal", "parallel"])
 def test_the_verdict_baseline_is_unbiased_under_every_rule(config):
     r = ratio_by_pass_rate(config, "verdicts")
-    assert all(abs(v - 1.0) < 0.15 for v in r.values()), r
+    assert within(r, 1.0), r
