@@ -28,6 +28,7 @@ ANSWER_KINDS = ("math", "choice")
 # local one, dr_grpo by a constant (rows x max_completion_length, the same with or without masks).
 MASK_SAFE_LOSSES = ("dapo", "bnpo", "cispo", "vespo", "dr_grpo")
 # grpo, sapo and luspo average per-row losses over rows: unused rows would count in that mean.
+ROW_FREE_LOSSES = ("dapo", "bnpo", "cispo", "vespo")  # normalised by tokens: rows can leave the batch (not dr_grpo)
 
 
 @dataclass
@@ -98,6 +99,16 @@ class EagerGRPOConfig(GRPOConfig):
             "(unbiased under any stop rule; assumes a 0/1 accuracy reward)."
         },
     )
+    eager_drop_unused_rows: bool = field(
+        default=True,
+        metadata={
+            "help": "Leave a step's unused rows (no reward, advantage 0) out of the loss batch, so optimisation costs "
+            "what the rollout used, not prompts x num_generations. An unused row has advantage 0: with dapo, cispo "
+            "and vespo at beta=0 the loss is unchanged (their normaliser counts the generation batch's tokens); bnpo's "
+            "token mean stops counting the rows' one padding token; at beta>0 their padding token's KL term goes. "
+            "Applies with steps_per_generation=1 and those loss types; otherwise rows stay."
+        },
+    )
     eager_on_solved: str = field(
         default="finish",
         metadata={
@@ -164,6 +175,12 @@ class EagerGRPOConfig(GRPOConfig):
     def is_eager(self) -> bool:
         """True for the generators that run EAGer through the rollout hook."""
         return self.rollout_generator != "parallel"
+
+    @property
+    def drops_unused_rows(self) -> bool:
+        """Whether unused rows leave the loss batch (see eager_drop_unused_rows)."""
+        return (self.is_eager and self.eager_drop_unused_rows and self.steps_per_generation == 1
+                and self.loss_type in ROW_FREE_LOSSES)
 
     @property
     def eager_budget(self) -> int:

@@ -7,6 +7,8 @@ The only changes w.r.t. `trl.GRPOTrainer`:
 - `_generate_and_score_completions` stashes the batch rows (the hook never sees dataset
   columns), and after TRL's method returns, recomputes the advantages over each prompt's real
   group (rows are shared unequally among prompts) and logs the `eager/` metrics.
+- With `eager_drop_unused_rows` (the default), the rows the rollout left unused leave the loss
+  batch, so optimisation costs what the rollout used.
 - `_calculate_rewards` scores each row against the prompt it actually holds, marks unused
   rows NaN (no reward, no baseline, advantage 0) and keeps the gathered rewards for the above.
 With `rollout_generator: parallel` nothing changes but the `eager/` metrics.
@@ -116,6 +118,8 @@ class EagerGRPOTrainer(GRPOTrainer):
             n = len(inputs)
             output["advantages"] = advantages[self.accelerator.process_index * n:][:n]
             self._correct_trl_logs(mode, advantages, std, used)
+            if mode == "train" and self.args.drops_unused_rows:
+                output = _keep_rows(output, used[self.accelerator.process_index * n:][:n])
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
         rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
@@ -182,6 +186,16 @@ class EagerGRPOTrainer(GRPOTrainer):
             tail = values[-len(log):] if log else []
             for i, value in enumerate(tail):
                 log[len(log) - len(tail) + i] = value
+
+
+def _keep_rows(output: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
+    """The loss batch without the rows `keep` marks False: every per-row tensor is indexed, scalars
+    (`num_items_in_batch`, which counts the whole generation batch's tokens, as TRL's normaliser
+    wants) stay. An unused row has advantage 0, so dropping it changes no gradient; it only stops
+    the forward and backward passes paying for it."""
+    n = keep.shape[0]
+    return {key: value[keep] if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n else value
+            for key, value in output.items()}
 
 
 def _check_eager_inputs(args: EagerGRPOConfig, kwargs: dict, train_dataset: Any) -> None:

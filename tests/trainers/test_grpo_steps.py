@@ -20,7 +20,8 @@ GENERATORS = {
     "parallel": {},
     # Random-model top-20 entropies sit just under ln 20 ~ 3.0: 2.9 forks a few times per prompt.
     "eager_init": {"eager_entropy_threshold": 2.9},
-    "eager_adapt": {"eager_entropy_threshold": 2.9, "eager_max_sequences": 3},
+    # eager_adapt keeps its unused rows in the loss batch; the others drop them (the default).
+    "eager_adapt": {"eager_entropy_threshold": 2.9, "eager_max_sequences": 3, "eager_drop_unused_rows": False},
     # 4.0: no fork on a first pass; unsolved prompts retry at lower thresholds and then fork. The random
     # model's sequences all run to the 8-token cap, so verdicts only arrive after a full pass: a pass start
     # limit of 8 passes lets several retries run one after another (the default 0.5 would allow none).
@@ -56,7 +57,9 @@ class Run:
     trainer: object
     before: dict
     recorder: Recorder
-    outputs: list = field(default_factory=list)  # (inputs after TRL merged the extra fields, output) per step
+    # Per step: inputs after TRL merged the extra fields, the batch with every row (TRL's output, our
+    # advantages) and the loss batch the trainer returned (unused rows dropped when it drops them).
+    outputs: list = field(default_factory=list)
     events: list = field(default_factory=list)
 
     @property
@@ -87,15 +90,28 @@ def run(request, tiny_model, tmp_path_factory) -> Run:
     make_engine = trainer.eager_engine
     trainer.eager_engine = lambda: RecordingEngine(make_engine(), events, prompt_of)
     generate_and_score = trainer._generate_and_score_completions
+    import trainers.trainer as trainer_module
+
+    keep_rows, full_batches = trainer_module._keep_rows, []
+    copy = lambda output: {k: v.clone() if torch.is_tensor(v) else v for k, v in output.items()}  # noqa: E731
+
+    def record_keep_rows(output, keep):
+        full_batches.append(copy(output))
+        return keep_rows(output, keep)
 
     def capture(inputs):
+        full_batches.clear()
         output = generate_and_score(inputs)
-        result.outputs.append(([dict(row) for row in inputs],
-                               {k: v.clone() if torch.is_tensor(v) else v for k, v in output.items()}))
+        full = full_batches[0] if full_batches else copy(output)
+        result.outputs.append(([dict(row) for row in inputs], full, copy(output)))
         return output
 
     trainer._generate_and_score_completions = capture
-    trainer.train()
+    trainer_module._keep_rows = record_keep_rows
+    try:
+        trainer.train()
+    finally:
+        trainer_module._keep_rows = keep_rows
     yield result
     release(trainer)
 
@@ -120,15 +136,34 @@ def test_weights_move(run):
 
 def test_rows_per_step_constant(run):
     assert len(run.outputs) == 2
-    for inputs, output in run.outputs:
+    drops = run.trainer.args.drops_unused_rows
+    assert drops == (run.generator in ("eager_init", "eager"))
+    for inputs, output, loss_batch in run.outputs:
         assert len(inputs) == output["completion_ids"].shape[0] == output["advantages"].shape[0] == 16
+        used = sum(row.get("eager_used", 1) for row in inputs)
+        assert loss_batch["completion_ids"].shape[0] == loss_batch["advantages"].shape[0] == (used if drops else 16)
     for log in run.logs:
         assert 0 < log["eager/rows_used_frac"] <= 1
 
 
+def test_dropped_rows_leave_the_loss_unchanged(run):
+    """The loss batch holds exactly the used rows, in order, and gives the full batch's loss."""
+    trainer = run.trainer
+    for inputs, output, loss_batch in run.outputs:
+        used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
+        expected = {k: v[used] if torch.is_tensor(v) and v.dim() else v for k, v in output.items()}
+        if not trainer.args.drops_unused_rows:
+            expected = output
+        assert expected.keys() == loss_batch.keys()
+        for key, value in expected.items():
+            assert torch.equal(value, loss_batch[key]) if torch.is_tensor(value) else value == loss_batch[key], key
+        assert torch.allclose(trainer._compute_loss(trainer.model, loss_batch),
+                              trainer._compute_loss(trainer.model, output), atol=1e-6)
+
+
 def test_unused_rows_get_no_advantage_and_no_loss(run):
     saw_unused = False
-    for inputs, output in run.outputs:
+    for inputs, output, _ in run.outputs:
         used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
         loss_mask = output["completion_mask"] * output.get("tool_mask", torch.ones_like(output["completion_mask"]))
         assert (loss_mask[used].sum(dim=1) > 0).all()
@@ -151,7 +186,7 @@ def test_unused_rows_get_no_advantage_and_no_loss(run):
 def test_rewards_receive_each_rows_own_prompt_and_gold(run):
     tokenizer = run.trainer.processing_class
     assert len(run.recorder.calls) == len(run.outputs)
-    for call, (inputs, output) in zip(run.recorder.calls, run.outputs):
+    for call, (inputs, output, _) in zip(run.recorder.calls, run.outputs):
         assert all(answer == label_of(prompt) for prompt, answer in zip(call["prompts"], call["answer"]))
         for prompt, ids, mask in zip(call["prompts"], output["prompt_ids"], output["prompt_mask"]):
             assert tokenizer.decode(ids[mask.bool()]) == prompt
