@@ -62,6 +62,29 @@ def outcome(result, verifier: ExactVerifier) -> tuple[int, int]:
     return solved, mixed
 
 
+def sequential_floor(result, verifier: ExactVerifier) -> tuple[float, float]:
+    """Parallel's own samples drawn one at a time, in random order, until the first right one.
+
+    The fewest tokens any schedule that must sample a prompt to learn whether it is solved can
+    spend and still solve every prompt parallel solves (a prompt parallel never solves takes all
+    its samples). Exact expectation over orders: with c right samples among a prompt's n, a
+    wrong one is drawn before the first right one with probability 1/(c+1), a right one is the
+    first with probability 1/c. Returns (expected tokens / parallel's tokens, mean expected
+    samples drawn one after another per prompt: the passes such a schedule chains).
+    """
+    tokens = passes = 0.0
+    for tree in result.trees:
+        verdicts = [(verifier(tree.prompt_index, s.tokens), s.n_generated) for s in tree.kept()]
+        right = sum(v for v, _ in verdicts)
+        if right == 0:
+            tokens += sum(n for _, n in verdicts)
+            passes += len(verdicts)
+            continue
+        tokens += sum(n / right if v else n / (right + 1) for v, n in verdicts)
+        passes += (len(verdicts) - right) / (right + 1) + 1
+    return tokens / result.tokens_generated, passes / len(result.trees)
+
+
 def run_scale(engine, tokenizer, problems, args) -> dict[str, dict[str, float]]:
     from rollout import EagerConfig, generate
 
@@ -80,9 +103,12 @@ def run_scale(engine, tokenizer, problems, args) -> dict[str, dict[str, float]]:
             if name in best and best[name]["wall_s"] <= wall:
                 continue
             solved, mixed = outcome(result, verifier)
+            if name == "parallel":
+                floor = sequential_floor(result, verifier)
             best[name] = dict(wall_s=wall, engine_steps=result.engine_steps, tokens=result.tokens_generated,
                               peak_running=result.peak_running, sequences=result.n_sequences, solved=solved,
                               mixed=mixed)
+    best["parallel"]["floor_token_ratio"], best["parallel"]["floor_passes"] = floor
     return best
 
 
@@ -144,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"tokens={f['tokens']} peak_running={f['peak_running']} sequences={f['sequences']} "
                   f"solved={f['solved']} mixed={f['mixed']}")
         par = figures[scale]["parallel"]
+        print(f"{scale} sequential floor (parallel's samples drawn one at a time until the first right one): "
+              f"tokens={par['floor_token_ratio']:.3f} of parallel's, {par['floor_passes']:.2f} passes per prompt")
         for name in ("eager_init", "eager", "eager_mixed", "eager_top2"):
             f = figures[scale][name]
             print(f"{scale} {name}_vs_parallel: time={f['wall_s'] / par['wall_s']:.3f} "
