@@ -102,11 +102,10 @@ class EagerGRPOConfig(GRPOConfig):
     eager_drop_unused_rows: bool = field(
         default=True,
         metadata={
-            "help": "Leave a step's unused rows (no reward, advantage 0) out of the loss batch, so optimisation costs "
-            "what the rollout used, not prompts x num_generations. An unused row has advantage 0: with dapo, cispo "
-            "and vespo at beta=0 the loss is unchanged (their normaliser counts the generation batch's tokens); bnpo's "
-            "token mean stops counting the rows' one padding token; at beta>0 their padding token's KL term goes. "
-            "Applies with steps_per_generation=1 and those loss types; otherwise rows stay."
+            "help": "Leave a step's unused rows (no reward, no loss tokens) out of the loss batch, so the loss step's "
+            "forward and backward passes cost what the rollout used, not prompts x num_generations. The loss is the "
+            "same. Applies with steps_per_generation=1 and a token-normalised loss (dapo, bnpo, cispo, vespo) on "
+            "text; otherwise the rows stay. With several processes each keeps as many rows as the busiest one."
         },
     )
     eager_on_solved: str = field(

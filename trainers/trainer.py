@@ -118,8 +118,10 @@ class EagerGRPOTrainer(GRPOTrainer):
             n = len(inputs)
             output["advantages"] = advantages[self.accelerator.process_index * n:][:n]
             self._correct_trl_logs(mode, advantages, std, used)
-            if mode == "train" and self.args.drops_unused_rows:
-                output = _keep_rows(output, used[self.accelerator.process_index * n:][:n])
+            if mode == "train" and self.args.drops_unused_rows and set(output) <= {*ROW_KEYS, *BATCH_KEYS}:
+                # Every process keeps as many rows as the busiest one: TRL's loss gathers per-row statistics.
+                most_used = int(used.view(-1, n).sum(dim=1).max())
+                output = _keep_rows(output, rows_to_keep(used[self.accelerator.process_index * n:][:n], most_used))
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
         rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
@@ -188,14 +190,33 @@ class EagerGRPOTrainer(GRPOTrainer):
                 log[len(log) - len(tail) + i] = value
 
 
+# The loss batch TRL's `_generate_and_score_completions` returns for text: per-row tensors, and
+# what spans the whole batch. A batch with anything else (images) keeps its rows.
+ROW_KEYS = frozenset({"prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "tool_mask",
+                      "old_per_token_logps", "importance_sampling_ratio", "sampling_per_token_logps",
+                      "ref_per_token_logps"})
+BATCH_KEYS = frozenset({"num_items_in_batch"})  # the generation batch's loss tokens: TRL's dapo normaliser
+
+
+def rows_to_keep(used: torch.Tensor, most_used: int) -> torch.Tensor:
+    """(n,) bool: the used rows, plus the first unused ones until `most_used` rows are kept.
+
+    Processes may use different numbers of rows, and TRL's loss gathers per-row statistics
+    across processes, which needs equal sizes: each keeps as many rows as the busiest one. A
+    kept unused row carries no loss tokens, so it changes nothing but the cost.
+    """
+    keep = used.clone()
+    extra = most_used - int(used.sum())
+    if extra > 0:
+        keep[(~used).nonzero().flatten()[:extra]] = True
+    return keep
+
+
 def _keep_rows(output: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
-    """The loss batch without the rows `keep` marks False: every per-row tensor is indexed, scalars
-    (`num_items_in_batch`, which counts the whole generation batch's tokens, as TRL's normaliser
-    wants) stay. An unused row has advantage 0, so dropping it changes no gradient; it only stops
-    the forward and backward passes paying for it."""
-    n = keep.shape[0]
-    return {key: value[keep] if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n else value
-            for key, value in output.items()}
+    """The loss batch with only the rows `keep` marks. An unused row has no loss tokens (its
+    completion mask is zero, and `num_items_in_batch` never counted it), so the loss is the same;
+    the loss step's forward and backward passes stop paying for it."""
+    return {key: value[keep] if key in ROW_KEYS else value for key, value in output.items()}
 
 
 def _check_eager_inputs(args: EagerGRPOConfig, kwargs: dict, train_dataset: Any) -> None:

@@ -22,6 +22,7 @@ Last lines: `real_token_ratio` (eager / parallel tokens at test time), `real_pas
 the same steps). `--out DIR` also writes `real_model.json` and `real_model.png`.
 
     python -m recipes.benchmarks.real_model [--n 100] [--grpo_steps 8] [--out outputs/real_model]
+    python -m recipes.benchmarks.real_model --skip_tradeoff --threshold 1.5 --grpo_generators eager --baseline verdicts
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ cpu_engine_env(kv_cache_gib=2)
 
 RECIPE = Path(__file__).resolve().parents[1] / "smollm2_wordmath.yaml"
 CANDIDATES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
-METHODS = ("parallel", "eager_init", "eager")
 
 
 def calibrate(engine, tokenizer, args) -> tuple[float, dict[float, float]]:
@@ -117,6 +117,8 @@ def grpo(generator: str, model: Path, threshold: float, args, out: Path) -> dict
     recipe = {k: v for k, v in yaml.safe_load(RECIPE.read_text()).items() if k not in ("dtype", "reward_funcs")}
     recipe.update(output_dir=str(out), max_steps=args.grpo_steps, seed=args.seed, rollout_generator=generator,
                   eager_entropy_threshold=threshold)
+    if generator == "eager":
+        recipe.update(eager_stop_rule=args.stop_rule, eager_baseline=args.baseline)
     trainer = EagerGRPOTrainer(model=str(model), reward_funcs=[boxed_accuracy], train_dataset=Dataset.from_list(rows),
                                args=EagerGRPOConfig(**recipe))
     for callback in (ProgressCallback, PrinterCallback):
@@ -178,49 +180,41 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calibration_prompts", type=int, default=32)
     ap.add_argument("--threshold", type=float, default=None, help="skip the calibration and use this threshold")
     ap.add_argument("--grpo_steps", type=int, default=8, help="GRPO steps per generator (0: skip GRPO)")
+    ap.add_argument("--grpo_generators", nargs="+", default=["parallel", "eager"], choices=["parallel", "eager"])
+    ap.add_argument("--stop_rule", default="solved", choices=["solved", "signal"], help="eager_stop_rule of eager")
+    ap.add_argument("--baseline", default="group", choices=["group", "verdicts"], help="eager_baseline of eager")
+    ap.add_argument("--skip_tradeoff", action="store_true", help="GRPO only (no calibration: give --threshold)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="write real_model.json and real_model.png here")
     args = ap.parse_args(argv)
     if args.n < 1 or args.grpo_steps < 0:
         ap.error("--n must be >= 1 and --grpo_steps >= 0")
+    if args.skip_tradeoff and args.threshold is None:
+        ap.error("--skip_tradeoff needs --threshold (the calibration runs with the trade-off)")
 
     from transformers import AutoTokenizer
 
     from recipes.wordmath.model import ensure_model
-    from rollout.vllm_engine import VLLMEngine, build_llm
 
     model = Path(args.model) if args.model else ensure_model()
     tokenizer = AutoTokenizer.from_pretrained(model)
     spec = json.loads((model / "eager_rl_model.json").read_text())
-    report: dict = dict(model=str(model), model_name=f"{spec.get('kind', 'model')} ({spec.get('n_params', 0) / 1e6:.0f}M)",
+    name = f"{spec.get('kind', 'model')} ({spec.get('n_params', 0) / 1e6:.0f}M)"
+    report: dict = dict(model=str(model), model_name=name,
                         n=args.n, max_sequences=args.max_sequences, temperature=args.temperature,
                         grpo_steps=args.grpo_steps)
     report["accuracy_before"] = heldout_accuracy(model, args.heldout)
     print(f"model={model} accuracy_before={report['accuracy_before']:.3f} (T=1, {args.heldout} held-out problems)",
           flush=True)
 
-    llm = build_llm(str(model), dtype="float32", max_model_len=256, seed=args.seed)
-    engine = VLLMEngine(llm)
-    if args.threshold is None:
-        threshold, shares = calibrate(engine, tokenizer, args)
-        report["calibration"] = {str(c): s for c, s in shares.items()}
-        print("calibration (share of generated tokens above each threshold): "
-              + " ".join(f"{c:g}:{s:.4f}" for c, s in shares.items()) + f" -> threshold={threshold:g}")
-    else:
-        threshold = args.threshold
-    report["threshold"] = threshold
-    report["tradeoff"] = figures = tradeoff(engine, tokenizer, threshold, args)
-    for name, f in figures.items():
-        print(f"{name}: pass_at_k={f['pass_at_k']:.3f} cons_at_k={f['cons_at_k']:.3f} pass_rate={f['pass_rate']:.3f} "
-              f"tokens_per_prompt={f['tokens_per_prompt']:.1f} sequences_per_prompt={f['sequences_per_prompt']:.2f} "
-              f"wall_time_s={f['wall_time_s']:.1f}", flush=True)
-    del engine, llm
-    gc.collect()
-
+    figures = report["tradeoff"] = {}
+    threshold = report["threshold"] = args.threshold
+    if not args.skip_tradeoff:
+        threshold = run_tradeoff(model, tokenizer, args, report)
     if args.grpo_steps:
         report["grpo"] = {}
         with tempfile.TemporaryDirectory() as tmp:
-            for generator in ("parallel", "eager"):
+            for generator in args.grpo_generators:
                 run = grpo(generator, model, threshold, args, Path(tmp) / generator)
                 report["grpo"][generator] = run
                 print(f"grpo {generator}: steps={args.grpo_steps} train_s={run['train_s']:.1f} "
@@ -234,13 +228,37 @@ def main(argv: list[str] | None = None) -> None:
         (args.out / "real_model.json").write_text(json.dumps(report, indent=2))
         plot(report, args.out / "real_model.png")
         print(f"wrote {args.out / 'real_model.json'} and {args.out / 'real_model.png'}")
-    par, eag = figures["parallel"], figures["eager"]
-    print(f"real_token_ratio={eag['tokens_per_prompt'] / par['tokens_per_prompt']:.3f}")
-    print(f"real_passk_delta={eag['pass_at_k'] - par['pass_at_k']:+.3f}")
-    if args.grpo_steps:
-        print(f"real_grpo_time_ratio={report['grpo']['eager']['train_s'] / report['grpo']['parallel']['train_s']:.3f}")
+    if figures:
+        par, eag = figures["parallel"], figures["eager"]
+        print(f"real_token_ratio={eag['tokens_per_prompt'] / par['tokens_per_prompt']:.3f}")
+        print(f"real_passk_delta={eag['pass_at_k'] - par['pass_at_k']:+.3f}")
+    grpo_runs = report.get("grpo", {})
+    if "parallel" in grpo_runs and "eager" in grpo_runs:
+        print(f"real_grpo_time_ratio={grpo_runs['eager']['train_s'] / grpo_runs['parallel']['train_s']:.3f}")
+
+
+def run_tradeoff(model: Path, tokenizer, args, report: dict) -> float:
+    """Calibrate (unless --threshold) and run the test-time trade-off on one engine; the threshold used."""
+    from rollout.vllm_engine import VLLMEngine, build_llm
+
+    llm = build_llm(str(model), dtype="float32", max_model_len=256, seed=args.seed)
+    engine = VLLMEngine(llm)
+    if args.threshold is None:
+        threshold, shares = calibrate(engine, tokenizer, args)
+        report["calibration"] = {str(c): s for c, s in shares.items()}
+        print("calibration (share of generated tokens above each threshold): "
+              + " ".join(f"{c:g}:{s:.4f}" for c, s in shares.items()) + f" -> threshold={threshold:g}")
     else:
-        print("real_grpo_time_ratio=skipped (--grpo_steps 0)")
+        threshold = args.threshold
+    report["threshold"] = threshold
+    report["tradeoff"].update(tradeoff(engine, tokenizer, threshold, args))
+    for name, f in report["tradeoff"].items():
+        print(f"{name}: pass_at_k={f['pass_at_k']:.3f} cons_at_k={f['cons_at_k']:.3f} pass_rate={f['pass_rate']:.3f} "
+              f"tokens_per_prompt={f['tokens_per_prompt']:.1f} sequences_per_prompt={f['sequences_per_prompt']:.2f} "
+              f"wall_time_s={f['wall_time_s']:.1f}", flush=True)
+    del engine, llm
+    gc.collect()
+    return threshold
 
 
 if __name__ == "__main__":

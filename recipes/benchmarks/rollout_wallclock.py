@@ -65,9 +65,10 @@ def outcome(result, verifier: ExactVerifier) -> tuple[int, int]:
 def sequential_floor(result, verifier: ExactVerifier) -> tuple[float, float]:
     """Parallel's own samples drawn one at a time, in random order, until the first right one.
 
-    The fewest tokens any schedule that must sample a prompt to learn whether it is solved can
-    spend and still solve every prompt parallel solves (a prompt parallel never solves takes all
-    its samples). Exact expectation over orders: with c right samples among a prompt's n, a
+    What sequential sampling with a perfect verifier would spend on this very batch to solve
+    exactly what parallel solves (a prompt parallel never solves takes all its samples): a
+    reference point for root-sampling schedules, not a bound (one draw can beat an expectation,
+    and a schedule could also cut long sequences). Exact expectation over orders: with c right samples among a prompt's n, a
     wrong one is drawn before the first right one with probability 1/(c+1), a right one is the
     first with probability 1/c. Returns (expected tokens / parallel's tokens, mean expected
     samples drawn one after another per prompt: the passes such a schedule chains).

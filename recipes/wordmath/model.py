@@ -21,7 +21,6 @@ training only when no model with the same configuration hash exists.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import HfArgumentParser
 
+from recipes.arithmetic.pretrain import lr_at  # the same warm-up + cosine schedule (duck-typed config)
 from recipes.tiny_model import cache_root, cached_build, count_parameters, fingerprint, save_model
 from recipes.wordmath.task import SOLUTION_FORMAT, SYSTEM, WordProblem, heldout_problems, iter_problems
 from recipes.wordmath.task import make_problems, render_prompt
@@ -59,13 +59,15 @@ class FinetuneConfig:
         default=0.2,
         metadata={"help": "Stop once the expected accuracy of T=1 samples on the validation problems reaches this "
                   "(0 or above 1: train all steps). It counts only samples that reproduce the worked solution, so "
-                  "it is a floor for sampled accuracy: 0.2 puts the model in the 20-70% band, in about 50 steps "
-                  "(13 min on 2 cores)."},
+                  "it is a floor for sampled accuracy: 0.2 put the model in the 20-70% band (held-out 0.24 at T=1) "
+                  "after 20 steps, 343 s on 2 cores."},
     )
     eval_every: int = field(default=10, metadata={"help": "Validate every this many steps (after warm-up)."})
     val_size: int = field(default=64, metadata={"help": "Validation problems (from the train split)."})
     num_threads: int = field(default=2, metadata={"help": "torch threads."})
-    max_seconds: float = field(default=900.0, metadata={"help": "Stop after this much wall time whatever the accuracy."})
+    max_seconds: float = field(
+        default=900.0, metadata={"help": "Stop after this much wall time whatever the accuracy (the issue's 15 min)."}
+    )
     log_every: int = field(default=5, metadata={"help": "Log loss every this many steps."})
 
     def __post_init__(self) -> None:
@@ -120,13 +122,6 @@ def solution_probability(model, tokenizer, problems: list[WordProblem], batch_si
         probs.append((gold * keep).sum(-1).exp())
     model.train(was_training)
     return torch.cat(probs).mean().item()
-
-
-def lr_at(step: int, cfg: FinetuneConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def train(cfg: FinetuneConfig, out_dir: str | Path) -> Path:

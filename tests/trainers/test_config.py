@@ -158,3 +158,31 @@ def test_accelerate_configs():
     assert configs["cpu_2proc"]["distributed_type"] == "MULTI_GPU"
     assert configs["cpu_2proc_zero2"]["deepspeed_config"]["zero_stage"] == 2
     assert configs["zero3"]["deepspeed_config"]["zero_stage"] == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, drops",
+    [
+        ({}, True),
+        ({"eager_drop_unused_rows": False}, False),
+        ({"loss_type": "dr_grpo"}, False),  # divides by the row count
+        ({"loss_type": "bnpo"}, True),
+        ({"steps_per_generation": 2, "per_device_train_batch_size": 4}, False),  # TRL splits the batch in equal slices
+        ({"rollout_generator": "parallel"}, False),
+    ],
+)
+def test_when_unused_rows_leave_the_loss_batch(tmp_path, overrides, drops):
+    args = make_args(tmp_path, **{"rollout_generator": "eager_init", **overrides})
+    assert args.drops_unused_rows is drops
+
+
+def test_rows_kept_match_the_busiest_process():
+    import torch
+
+    from trainers.trainer import rows_to_keep
+
+    used = torch.tensor([1, 0, 1, 0, 0, 1], dtype=torch.bool)
+    assert rows_to_keep(used, 3).tolist() == used.tolist()  # the busiest process: its used rows only
+    # A process with 3 used rows when another uses 5 keeps its first 2 unused rows too (they carry no loss).
+    assert rows_to_keep(used, 5).tolist() == [True, True, True, True, False, True]
+    assert rows_to_keep(used, 6).all()

@@ -147,18 +147,25 @@ def test_rows_per_step_constant(run):
 
 
 def test_dropped_rows_leave_the_loss_unchanged(run):
-    """The loss batch holds exactly the used rows, in order, and gives the full batch's loss."""
+    """The loss batch holds exactly the used rows, in order, all tensors aligned, and gives the full batch's loss."""
     trainer = run.trainer
+    if not trainer.args.drops_unused_rows:
+        pytest.skip("this generator keeps its rows (test_rows_per_step_constant)")
+    dropped = 0
     for inputs, output, loss_batch in run.outputs:
         used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
-        expected = {k: v[used] if torch.is_tensor(v) and v.dim() else v for k, v in output.items()}
-        if not trainer.args.drops_unused_rows:
-            expected = output
-        assert expected.keys() == loss_batch.keys()
-        for key, value in expected.items():
-            assert torch.equal(value, loss_batch[key]) if torch.is_tensor(value) else value == loss_batch[key], key
+        dropped += int((~used).sum())
+        optional = [k for k in ("sampling_per_token_logps", "importance_sampling_ratio", "old_per_token_logps")
+                    if k in output]
+        for key in ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", *optional):
+            assert torch.equal(loss_batch[key], output[key][used]), key
+        rows = {key: value.shape[0] for key, value in loss_batch.items() if torch.is_tensor(value) and value.dim()}
+        assert set(rows.values()) == {int(used.sum())}, rows
+        assert loss_batch["num_items_in_batch"] == output["num_items_in_batch"]
         assert torch.allclose(trainer._compute_loss(trainer.model, loss_batch),
                               trainer._compute_loss(trainer.model, output), atol=1e-6)
+    if run.generator == "eager_init":
+        assert dropped > 0, "expected confident prompts to leave rows to drop"
 
 
 def test_unused_rows_get_no_advantage_and_no_loss(run):

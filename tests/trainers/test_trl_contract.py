@@ -108,3 +108,20 @@ def test_config_fields_we_validate():
                  "num_generations_eval", "top_p", "top_k", "min_p", "repetition_penalty", "generation_kwargs",
                  "vllm_structured_outputs_regex", "scale_rewards", "multi_objective_aggregation"):
         assert name in names, name
+
+
+def test_loss_batch_keys_are_known():
+    # trainers.trainer drops unused rows by key: every per-row tensor TRL puts in a text batch must be in
+    # ROW_KEYS (else a dropped batch would misalign), and anything else (images) keeps the rows.
+    from trainers.trainer import BATCH_KEYS, ROW_KEYS
+
+    body = source(GRPOTrainer._generate_and_score_completions)
+    returned = set(re.findall(r'output\["(\w+)"\] =', body)) | set(re.findall(r'"(\w+)": \w+,', body[body.index(
+        "output = {"):]))
+    multimodal = {"pixel_values", "image_grid_thw", "pixel_attention_mask", "spatial_shapes", "image_sizes",
+                  "token_type_ids", "mm_token_type_ids", "image_position_ids", "num_images", "num_tiles"}
+    assert returned - multimodal == ROW_KEYS | BATCH_KEYS
+    # The dapo/cispo/vespo normaliser is the batch's loss tokens, gathered: unused rows (mask 0) never count.
+    assert "num_items_in_batch = self.accelerator.gather(loss_mask.sum()).sum()" in body
+    # Per-row statistics are gathered in the loss: every process must hand it the same number of rows.
+    assert "self.accelerator.gather(masked_seq_mean(" in source(GRPOTrainer._compute_loss)
