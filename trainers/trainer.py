@@ -214,7 +214,8 @@ def rows_to_keep(used: torch.Tensor, most_used: int) -> torch.Tensor:
 
 def _keep_rows(output: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
     """The loss batch with only the rows `keep` marks. An unused row has no loss tokens (its
-    completion mask is zero, and `num_items_in_batch` never counted it), so the loss is the same;
+    loss mask, TRL's completion mask times the hook's env mask, is zero, and `num_items_in_batch`
+    never counted it), so the loss is the same;
     the loss step's forward and backward passes stop paying for it."""
     return {key: value[keep] if key in ROW_KEYS else value for key, value in output.items()}
 
