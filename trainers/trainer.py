@@ -8,7 +8,7 @@ The only changes w.r.t. `trl.GRPOTrainer`:
   columns), and after TRL's method returns, recomputes the advantages over each prompt's real
   group (rows are shared unequally among prompts) and logs the `eager/` metrics.
 - With `eager_drop_unused_rows` (the default), the rows the rollout left unused leave the loss
-  batch, so optimisation costs what the rollout used.
+  batch, so the loss step costs what the rollout used.
 - `_calculate_rewards` scores each row against the prompt it actually holds, marks unused
   rows NaN (no reward, no baseline, advantage 0) and keeps the gathered rewards for the above.
 With `rollout_generator: parallel` nothing changes but the `eager/` metrics.
