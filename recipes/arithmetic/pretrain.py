@@ -27,6 +27,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -142,19 +143,25 @@ def make_batch(problems: list, device: str = "cpu") -> tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
-def solution_probabilities(model, problems: list, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def solution_probabilities(
+    model, problems: list, batch_size: int = 64, batch: Callable | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forced, per problem: P(a T=1 sample is exactly the solution + EOS), and whether greedy is.
 
     Both are exact for this task's deterministic solutions (a sample that strays from the worked
     solution and still boxes the right answer is possible but rare), at the cost of one forward
     pass instead of a generation. Returns two (N,) tensors: probabilities and 0/1 floats.
+    `batch(problems) -> (input_ids, labels, attention_mask or None)` makes the rows of another
+    task (default: this task's `make_batch`, no mask).
     """
+    batch = batch or (lambda ps: (*make_batch(ps), None))
     was_training = model.training
     model.eval()
     probs, greedy = [], []
     for i in range(0, len(problems), batch_size):
-        ids, labels = make_batch(problems[i : i + batch_size])
-        logprobs = model(input_ids=ids).logits[:, :-1].float().log_softmax(-1)  # (B, T-1, V)
+        ids, labels, mask = batch(problems[i : i + batch_size])
+        masked = {} if mask is None else {"attention_mask": mask}
+        logprobs = model(input_ids=ids, **masked).logits[:, :-1].float().log_softmax(-1)  # (B, T-1, V)
         target, mask = labels[:, 1:], labels[:, 1:] != IGNORE
         gold = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T-1)
         probs.append((gold * mask).sum(-1).exp())
@@ -170,9 +177,11 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train_step(model, opt, ids: torch.Tensor, labels: torch.Tensor, lr: float, clip: float) -> float:
+def train_step(model, opt, ids: torch.Tensor, labels: torch.Tensor, lr: float, clip: float,
+               attention_mask: torch.Tensor | None = None) -> float:
     """One AdamW step on next-token loss over the labelled positions; returns the loss."""
-    logits = model(input_ids=ids).logits  # (B, T, V); right padding needs no attention mask
+    masked = {} if attention_mask is None else {"attention_mask": attention_mask}
+    logits = model(input_ids=ids, **masked).logits  # (B, T, V); right padding needs no mask
     loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
     for group in opt.param_groups:
         group["lr"] = lr

@@ -22,7 +22,6 @@ to reach parallel's final accuracy / parallel's total training seconds; 2.0 if i
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import tempfile
 from pathlib import Path
@@ -54,22 +53,13 @@ def training_args(fields: dict, opts: argparse.Namespace, seed: int, output_dir:
 
 def train(name: str, model: str, dataset, opts: argparse.Namespace, seed: int, out: Path) -> list[dict]:
     """One GRPO run; the per-step logs (eager/ metrics, times). Checkpoints land in `out`."""
-    from transformers import PrinterCallback, ProgressCallback
-
+    from recipes.benchmarks.grpo_run import train_and_log
     from rewards import boxed_accuracy
     from trainers import EagerGRPOTrainer
 
     trainer = EagerGRPOTrainer(model=model, reward_funcs=[boxed_accuracy], train_dataset=dataset,
                                args=training_args(GENERATORS[name], opts, seed, str(out)))
-    for callback in (ProgressCallback, PrinterCallback):
-        trainer.remove_callback(callback)
-    trainer.train()
-    logs = [h for h in trainer.state.log_history if "eager/rollout_tokens" in h]
-    if getattr(trainer, "vllm_generation", None) is not None:
-        del trainer.vllm_generation.llm  # free this engine before the next run builds its own
-    del trainer
-    gc.collect()
-    return logs
+    return train_and_log(trainer)
 
 
 def accuracy_curve(out: Path, logs: list[dict], before: float, opts: argparse.Namespace) -> list[tuple[float, float]]:
@@ -106,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     from datasets import Dataset
 
     from recipes.arithmetic.pretrain import ensure_model
+    from recipes.benchmarks.grpo_run import summarise
     from recipes.arithmetic.task import write_splits
     from recipes.demo import DemoConfig, heldout_accuracy
 
@@ -120,12 +111,8 @@ def main(argv: list[str] | None = None) -> None:
                 out = Path(tmp) / f"{name}-{seed}"
                 logs = train(name, model, dataset, opts, seed, out)
                 curve = accuracy_curve(out, logs, before, opts)
-                total = lambda key: sum(h[key] for h in logs)  # noqa: E731
-                train_s = logs[-1]["eager/train_wall_s"]
-                run = dict(seed=seed, curve=curve, train_s=train_s, generation_s=total("eager/time_generation_s"),
-                           scoring_s=total("eager/time_scoring_s"), tokens=total("eager/rollout_tokens"),
-                           signal=total("eager/frac_with_signal") / len(logs))
-                run["optimisation_s"] = train_s - run["generation_s"] - run["scoring_s"]
+                run = dict(seed=seed, curve=curve, **summarise(logs))
+                train_s = run["train_s"]
                 runs[name].append(run)
                 print(f"{name} seed={seed}: train_s={train_s:.1f} generation_s={run['generation_s']:.1f} "
                       f"scoring_s={run['scoring_s']:.1f} optimisation_s={run['optimisation_s']:.1f} "

@@ -106,8 +106,9 @@ def grpo(generator: str, model: Path, threshold: float, args, out: Path) -> dict
     """One GRPO run from `model`; its training seconds, split, tokens, signal and held-out accuracy after."""
     import yaml
     from datasets import Dataset
-    from transformers import AutoTokenizer, PrinterCallback, ProgressCallback
+    from transformers import AutoTokenizer
 
+    from recipes.benchmarks.grpo_run import summarise, train_and_log
     from recipes.wordmath.task import TRAIN_SEED, make_problems, to_record
     from rewards import boxed_accuracy
     from trainers import EagerGRPOConfig, EagerGRPOTrainer
@@ -121,22 +122,7 @@ def grpo(generator: str, model: Path, threshold: float, args, out: Path) -> dict
         recipe.update(eager_stop_rule=args.stop_rule, eager_baseline=args.baseline)
     trainer = EagerGRPOTrainer(model=str(model), reward_funcs=[boxed_accuracy], train_dataset=Dataset.from_list(rows),
                                args=EagerGRPOConfig(**recipe))
-    for callback in (ProgressCallback, PrinterCallback):
-        trainer.remove_callback(callback)
-    trainer.train()
-    trainer.save_model(str(out / "final"))
-    logs = [h for h in trainer.state.log_history if "eager/rollout_tokens" in h]
-    if getattr(trainer, "vllm_generation", None) is not None:
-        del trainer.vllm_generation.llm
-    del trainer
-    gc.collect()
-    total = lambda key: sum(h[key] for h in logs)  # noqa: E731
-    run = dict(train_s=logs[-1]["eager/train_wall_s"], generation_s=total("eager/time_generation_s"),
-               scoring_s=total("eager/time_scoring_s"), tokens=total("eager/rollout_tokens"),
-               signal=total("eager/frac_with_signal") / len(logs),
-               reward=sum(h.get("reward", float("nan")) for h in logs) / len(logs),
-               rows_used=total("eager/rows_used_frac") / len(logs))
-    run["optimisation_s"] = run["train_s"] - run["generation_s"] - run["scoring_s"]
+    run = summarise(train_and_log(trainer, save_to=out / "final"))
     run["accuracy_after"] = heldout_accuracy(out / "final", args.heldout)
     return run
 

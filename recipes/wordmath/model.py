@@ -27,16 +27,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import HfArgumentParser
 
-from recipes.arithmetic.pretrain import lr_at  # the same warm-up + cosine schedule (duck-typed config)
+# The arithmetic pretrain's schedule, step and teacher-forced check (duck-typed config, this task's batches).
+from recipes.arithmetic.pretrain import IGNORE, lr_at, solution_probabilities, train_step
 from recipes.tiny_model import cache_root, cached_build, count_parameters, fingerprint, save_model
 from recipes.wordmath.task import SOLUTION_FORMAT, SYSTEM, WordProblem, heldout_problems, iter_problems
 from recipes.wordmath.task import make_problems, render_prompt
 
 logger = logging.getLogger(__name__)
-IGNORE = -100
 NOT_HASHED = ("num_threads", "max_seconds", "log_every", "base_model")
 VAL_SEED = 11
 
@@ -108,20 +107,10 @@ def make_batch(tokenizer, problems: list[WordProblem]) -> tuple[torch.Tensor, to
     return ids, lab, mask
 
 
-@torch.no_grad()
 def solution_probability(model, tokenizer, problems: list[WordProblem], batch_size: int = 32) -> float:
     """Mean over problems of P(a T=1 sample is exactly the worked solution + end of turn), teacher-forced."""
-    was_training = model.training
-    model.eval()
-    probs = []
-    for i in range(0, len(problems), batch_size):
-        ids, labels, mask = make_batch(tokenizer, problems[i : i + batch_size])
-        logprobs = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
-        target, keep = labels[:, 1:], labels[:, 1:] != IGNORE
-        gold = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        probs.append((gold * keep).sum(-1).exp())
-    model.train(was_training)
-    return torch.cat(probs).mean().item()
+    probs, _ = solution_probabilities(model, problems, batch_size, batch=lambda ps: make_batch(tokenizer, ps))
+    return probs.mean().item()
 
 
 def train(cfg: FinetuneConfig, out_dir: str | Path) -> Path:
@@ -142,15 +131,8 @@ def train(cfg: FinetuneConfig, out_dir: str | Path) -> Path:
                 base, count_parameters(model), cfg.steps, first_val)
     for step in range(1, cfg.steps + 1):
         ids, labels, mask = make_batch(tokenizer, [next(stream) for _ in range(cfg.batch_size)])
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step - 1, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+        loss = train_step(model, opt, ids, labels, lr_at(step - 1, cfg), cfg.grad_clip, attention_mask=mask)
+        running = loss if running is None else 0.9 * running + 0.1 * loss
         elapsed = time.perf_counter() - start
         if step % cfg.log_every == 0:
             logger.info("step %d loss %.4f (%.0f s)", step, running, elapsed)
