@@ -42,6 +42,7 @@ def branch_to_dict(tree: PromptTree, event: BranchEvent, tokenizer: Any) -> dict
         "branch_token_id": event.branch_token,
         "new_seq_idx": event.new_seq,
         "last_generated_chars": context[-LAST_CHARS:],
+        **({} if event.recursion_span is None else {"recursion_span": event.recursion_span}),
     }
 
 
@@ -55,6 +56,7 @@ def branch_from_dict(d: dict[str, Any]) -> BranchEvent:
         original_token=d["original_token_id"],
         branch_token=d["branch_token_id"],
         new_seq=d["new_seq_idx"],
+        recursion_span=d.get("recursion_span"),
     )
 
 

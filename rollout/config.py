@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field, fields
 
 METHODS = ("parallel", "eager_init", "eager_adapt", "eager")
-FORK_MODES = ("top2", "alternative", "resample")
+FORK_MODES = ("top2", "alternative", "resample", "recursion")
 ENTROPY_SOURCES = ("topk", "full_vocab")
 ON_SOLVED = ("finish", "abort")
 STOP_RULES = ("solved", "signal")
@@ -28,8 +28,20 @@ class EagerConfig:
         metadata={
             "help": "top2 (paper: parent takes rank 1, child rank 2; off-policy), alternative (parent keeps its "
             "sample, child takes the best other token), resample (child re-samples the position: every "
-            "sequence stays an exact policy sample)."
+            "sequence stays an exact policy sample), recursion (EGLR: parent keeps its sample, child takes the "
+            "most likely other token of the distribution recursed through the top recursion_span layers; "
+            "transformers engine only; off-policy like top2: the child's token is not a policy sample, and its "
+            "reported log-prob is the policy's)."
         },
+    )
+    recursion_span: int = field(
+        default=0, metadata={"help": "fork_mode=recursion: L, the top decoder layers re-applied at a fork (>= 1)."}
+    )
+    recursion_k_max: int = field(default=4, metadata={"help": "fork_mode=recursion: most re-applications per fork."})
+    recursion_tol: float = field(
+        default=0.02,
+        metadata={"help": "fork_mode=recursion: stop re-applying once two iterations' distributions are within this "
+                  "total-variation distance."},
     )
     top_logprobs: int = field(default=20, metadata={"help": "k of the top-k entropy (the paper uses 20)."})
     entropy_source: str = field(
@@ -111,6 +123,12 @@ class EagerConfig:
             raise bad("method", f"choose one of {METHODS}.")
         if self.fork_mode not in FORK_MODES:
             raise bad("fork_mode", f"choose one of {FORK_MODES}.")
+        if self.fork_mode == "recursion" and self.recursion_span < 1:
+            raise bad("recursion_span", "fork_mode='recursion' re-applies the top L >= 1 layers; set recursion_span.")
+        if self.recursion_k_max < 1:
+            raise bad("recursion_k_max", "at least one re-application.")
+        if not 0 <= self.recursion_tol < 1:
+            raise bad("recursion_tol", "a total-variation distance in [0, 1).")
         if self.entropy_source not in ENTROPY_SOURCES:
             raise bad("entropy_source", f"choose one of {ENTROPY_SOURCES}.")
         if self.stop_rule not in STOP_RULES:

@@ -37,6 +37,7 @@ from rollout.config import EagerConfig
 from rollout.engine import Engine, Request, TokenOutput
 from rollout.entropy import topk_entropy
 from rollout.policy import PromptBranching, fork_tokens, retry_threshold
+from rollout.recursion import Recursion
 from rollout.schedule import PassScheduler
 from rollout.types import INHERITED, BranchEvent, PromptTree, Sequence
 
@@ -86,6 +87,14 @@ class Driver(PassScheduler):
         self.peak_running = 0
         self.stop_ids = set(config.stop_token_ids) | set(getattr(engine, "eos_token_ids", ()))
         self.states: dict[int, PromptBranching] = {}
+        self.recursion: Recursion | None = None
+        if config.fork_mode == "recursion":
+            if not hasattr(engine, "recursed_token"):
+                raise ValueError(
+                    f"EagerConfig.fork_mode='recursion' needs an engine that can re-apply the model's layers: "
+                    f"rollout.hf_engine.HFEngine (transformers); {type(engine).__name__} cannot (README: EGLR)."
+                )
+            self.recursion = Recursion(config.recursion_span, config.recursion_k_max, tol=config.recursion_tol)
         self.live: dict[str, _Live] = {}
         self.live_count: dict[int, int] = defaultdict(int)
         self.attempts: dict[tuple[int, int], int] = defaultdict(int)
@@ -196,7 +205,11 @@ class Driver(PassScheduler):
         self, i: int, s: int, out: TokenOutput, entropy: float, theta: float, pos: int, step: int
     ) -> tuple[bool, bool]:
         """Spawn a child at `pos`. Returns (forked, parent request restarted)."""
-        (ptok, plp), child = fork_tokens(self.cfg.fork_mode, out.token_id, out.topk_ids, out.topk_logprobs)
+        if self.recursion is not None:  # EGLR: the child takes the recursed distribution's best other token
+            (ptok, plp), child = (out.token_id, out.logprob), self.engine.recursed_token(
+                out.request_id, out.token_id, self.recursion)
+        else:
+            (ptok, plp), child = fork_tokens(self.cfg.fork_mode, out.token_id, out.topk_ids, out.topk_logprobs)
         if self.cfg.fork_mode != "resample" and child is None:
             return False, False  # fewer than two candidate tokens: nothing to branch to
         tree = self.trees[i]
@@ -222,7 +235,8 @@ class Driver(PassScheduler):
         if (i, s) in self.reasoning_closed or (child is not None and child[0] == self.cfg.think_end_token_id):
             self.reasoning_closed.add((i, new.index))
         tree.branches.append(
-            BranchEvent(s, step, pos, entropy, theta, ptok, child[0] if child else None, new.index)
+            BranchEvent(s, step, pos, entropy, theta, ptok, child[0] if child else None, new.index,
+                        self.recursion.span if self.recursion else None)
         )
         restarted = False
         if ptok != out.token_id:  # top2 forces the parent onto rank 1: restart it from the new token

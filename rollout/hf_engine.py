@@ -5,6 +5,12 @@ running request, each with its own KV cache (requests come and go at any step, w
 per-request cache handles without padding bookkeeping). Sampling uses a
 per-request `torch.Generator`, so a request's tokens depend only on its seed and its
 logits. Log-probs are reported after temperature, like vLLM's `processed_logprobs`.
+
+It also runs entropy-gated latent recursion (`rollout.recursion`), which needs the model's
+layers and hidden states and so has no vLLM counterpart (README, "EGLR"): as a decoding
+mode (`set_decoding`: a gated token is drawn, or taken greedily, from the recursed
+distribution; the reported log-probs stay the policy's) and as a fork source
+(`recursed_token`, EAGer's `fork_mode="recursion"`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import numpy as np
 import torch
 
 from rollout.engine import Request, TokenOutput
+from rollout.recursion import Recursion, RecursionStats, gate_entropy, last_layer, recurse
 
 
 @dataclass
@@ -26,12 +33,17 @@ class _Running:
     pending: list[int] = field(default_factory=list)  # tokens not yet fed to the model
     length: int = 0  # tokens already in the cache
     produced: int = 0
+    hidden: torch.Tensor | None = None  # last decoder layer's output at the last position fed (EGLR starts there)
+    logits: torch.Tensor | None = None  # T = 1 logits at that position
 
 
 class HFEngine:
     """`rollout.engine.Engine` over a transformers causal LM (batch of one per forward, cached)."""
 
-    def __init__(self, model: Any, *, eos_token_ids: set[int] | None = None, max_model_len: int | None = None) -> None:
+    def __init__(
+        self, model: Any, *, eos_token_ids: set[int] | None = None, max_model_len: int | None = None,
+        recursion: Recursion | None = None, greedy: bool = False,
+    ) -> None:
         self.model = model.eval()
         cfg = model.config
         if eos_token_ids is None:
@@ -41,6 +53,27 @@ class HFEngine:
         self._max_len = int(max_model_len or getattr(cfg, "max_position_embeddings", 2048))
         self._running: dict[str, _Running] = {}
         self._temperature, self._k, self._stop, self._full = 1.0, 20, set(), False
+        self._finished: dict[str, _Running] = {}  # requests that ended in the last step (a fork may still read them)
+        self._hidden: torch.Tensor | None = None
+        try:  # keep the last layer's output of each forward: EGLR re-applies the top layers to it
+            last_layer(model).register_forward_hook(self._keep_hidden)
+            self._can_recurse = True
+        except ValueError:
+            self._can_recurse = False
+        self.recursion_stats = RecursionStats()
+        self.set_decoding(recursion, greedy)
+
+    def _keep_hidden(self, module: Any, args: Any, output: Any) -> None:
+        out = output[0] if isinstance(output, tuple) else output
+        self._hidden = out[0, -1]
+
+    def set_decoding(self, recursion: Recursion | None = None, greedy: bool = False) -> None:
+        """How the next requests' tokens are chosen: sampled (or greedy) from the policy, or from the
+        recursed distribution at gated positions when `recursion` has a span > 0."""
+        if recursion is not None and recursion.span > 0 and not self._can_recurse:
+            raise ValueError(f"HFEngine recursion: {type(self.model).__name__} has no Llama-style decoder layers.")
+        self._recursion = recursion if recursion is not None and recursion.span > 0 else None
+        self._greedy = greedy
 
     @property
     def logprobs_after_temperature(self) -> bool:
@@ -61,6 +94,7 @@ class HFEngine:
     def abort(self, request_ids: list[str]) -> None:
         for rid in request_ids:
             self._running.pop(rid, None)
+            self._finished.pop(rid, None)
 
     def has_unfinished(self) -> bool:
         return bool(self._running)
@@ -68,22 +102,53 @@ class HFEngine:
     @torch.no_grad()
     def step(self) -> list[TokenOutput]:
         outs = []
+        self._finished = {}
         for rid in list(self._running):
             run = self._running[rid]
             logits = self._forward(run)  # (V,) at T = 1
-            outs.append(self._sample(rid, run, logits))
+            outs.append(self._sample(rid, run, logits, self._decoding_logits(run, logits)))
         return outs
+
+    def _decoding_logits(self, run: _Running, logits: torch.Tensor) -> torch.Tensor:
+        """The logits a token is chosen from: the policy's, or the recursed ones at a gated position."""
+        if self._recursion is None:
+            return logits
+        self.recursion_stats.tokens += 1
+        if gate_entropy(logits, self._recursion.top_k) <= self._recursion.gate:
+            return logits
+        return recurse(self.model, run.hidden, run.past, run.length - 1, self._recursion, logits, self.recursion_stats)
+
+    @torch.no_grad()
+    def recursed_token(self, request_id: str, exclude: int, recursion: Recursion) -> tuple[int, float]:
+        """EGLR as a fork source: at the position that just produced `request_id`'s last token, the most
+        likely token of the recursed distribution other than `exclude` (the parent's), with the policy's
+        log-prob of it after temperature (what the other fork modes report). Call it before the next step."""
+        run = self._running.get(request_id) or self._finished.get(request_id)
+        if run is None or run.hidden is None:
+            raise KeyError(f"recursed_token: request {request_id!r} did not produce a token in the last step.")
+        if not self._can_recurse:
+            raise ValueError(f"HFEngine recursion: {type(self.model).__name__} has no Llama-style decoder layers.")
+        logits = recurse(self.model, run.hidden, run.past, run.length - 1, recursion, run.logits, self.recursion_stats)
+        logits = logits.clone()
+        logits[exclude] = -float("inf")
+        token = int(torch.argmax(logits))
+        return token, float(torch.log_softmax(run.logits / self._temperature, dim=-1)[token])
 
     def _forward(self, run: _Running) -> torch.Tensor:
         ids = torch.tensor([run.pending], dtype=torch.long)
         pos = torch.arange(run.length, run.length + ids.shape[1]).unsqueeze(0)
         out = self.model(input_ids=ids, position_ids=pos, past_key_values=run.past, use_cache=True)
         run.past, run.length, run.pending = out.past_key_values, run.length + ids.shape[1], []
-        return out.logits[0, -1].float()
+        run.logits, run.hidden = out.logits[0, -1].float(), self._hidden
+        return run.logits
 
-    def _sample(self, rid: str, run: _Running, logits: torch.Tensor) -> TokenOutput:
+    def _sample(self, rid: str, run: _Running, logits: torch.Tensor, choose_from: torch.Tensor) -> TokenOutput:
+        """Choose the token from `choose_from` (the policy's or recursed logits); report the policy's log-probs."""
         logp = torch.log_softmax(logits / self._temperature, dim=-1)
-        token = int(torch.multinomial(logp.exp(), 1, generator=run.generator))
+        # one draw per token in every mode, so a request's random stream stays aligned across decoding modes
+        probs = logp.exp() if choose_from is logits else torch.softmax(choose_from / self._temperature, dim=-1)
+        draw = torch.multinomial(probs, 1, generator=run.generator)
+        token = int(torch.argmax(choose_from)) if self._greedy else int(draw)
         k = min(self._k, logp.shape[0])
         top_lp, top_id = torch.topk(logp, k)
         top_ids = np.full(self._k + 1, -1, dtype=np.int64)
@@ -103,5 +168,5 @@ class HFEngine:
         elif run.produced >= run.request.max_tokens:
             reason = "length"
         if reason:
-            del self._running[rid]
+            self._finished[rid] = self._running.pop(rid)
         return TokenOutput(rid, token, float(logp[token]), top_ids, top_lps, reason is not None, reason, full)

@@ -58,6 +58,7 @@ class BranchEvent:
     original_token: int  # the token the parent holds at `position` after the fork
     branch_token: int | None  # the child's token at `position` (None for resample: the engine drew it later)
     new_seq: int
+    recursion_span: int | None = None  # fork_mode="recursion": the span L whose recursed distribution gave branch_token
 
 
 @dataclass
