@@ -14,8 +14,8 @@ from typing import Any, get_args, get_type_hints
 from evaluation.data import TASKS
 from rollout.config import FORK_MODES
 
-EXPERIMENT_CHOICES = ("parallel", "eager_init", "eager_adapt", "eager", "all")
-ORDER = ("parallel", "eager_init", "eager_adapt", "eager")  # what `all` runs, in this order
+EXPERIMENT_CHOICES = ("parallel", "eager_init", "eager_adapt", "eager", "all", "eglr")
+ORDER = ("parallel", "eager_init", "eager_adapt", "eager")  # what `all` runs, in this order (eglr needs --backend hf)
 
 
 @dataclass
@@ -36,7 +36,10 @@ class EvalConfig:
     max_sequences: int = field(default=32, metadata={"help": "Budget M: sequences per prompt (paper: 32)."})
     experiments: str = field(
         default="all",
-        metadata={"help": "eager and eager_adapt reuse eager_init's results.", "choices": EXPERIMENT_CHOICES},
+        metadata={"help": "eager and eager_adapt reuse eager_init's results. eglr (entropy-gated latent recursion, "
+                  "--backend hf): per prompt, eglr_samples rollouts for each span L and for the plain model, greedy "
+                  "rollouts per span, and plain samples up to the same count; gate: --entropy_threshold.",
+                  "choices": EXPERIMENT_CHOICES},
     )
     output_dir: str | None = field(
         default=None,
@@ -71,6 +74,15 @@ class EvalConfig:
     prompt_batch_size: int = field(
         default=0,
         metadata={"help": "Prompts generated at once in parallel/eager_init (0: all). Smaller saves memory on GPU."},
+    )
+    # EGLR (--experiments eglr).
+    eglr_spans: str = field(
+        default="2,4,8", metadata={"help": "eglr: comma-separated spans L (top decoder layers re-applied), each >= 1."}
+    )
+    eglr_samples: int = field(default=4, metadata={"help": "eglr: temperature samples T per span."})
+    eglr_k_max: int = field(default=4, metadata={"help": "eglr: most re-applications per gated token."})
+    eglr_tol: float = field(
+        default=0.02, metadata={"help": "eglr: total-variation distance between iterations at which recursion stops."}
     )
     # Data.
     limit: int | None = field(default=None, metadata={"help": "Use only the first N prompts of the dataset."})
@@ -124,6 +136,24 @@ class EvalConfig:
             raise bad("prompt_batch_size", "use 0 (all prompts) or a positive number.")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise bad("gpu_memory_utilization", "must be in (0, 1].")
+        if self.experiments == "eglr" and self.backend != "hf":
+            raise bad("experiments", "eglr re-applies the model's layers with transformers: add --backend hf (vLLM "
+                      "cannot run it; README, EGLR).")
+        try:
+            spans = self.eglr_span_list()
+        except ValueError:
+            spans = []
+        if not spans or any(s < 1 for s in spans) or len(set(spans)) != len(spans):
+            raise bad("eglr_spans", "give distinct spans >= 1, comma-separated, e.g. 2,4,8.")
+        if self.eglr_samples < 1:
+            raise bad("eglr_samples", "at least one sample per span.")
+        if self.eglr_k_max < 1:
+            raise bad("eglr_k_max", "at least one re-application.")
+        if not 0 <= self.eglr_tol < 1:
+            raise bad("eglr_tol", "a total-variation distance in [0, 1).")
+
+    def eglr_span_list(self) -> list[int]:
+        return [int(x) for x in self.eglr_spans.split(",") if x.strip()]
 
     def experiment_list(self) -> list[str]:
         return list(ORDER) if self.experiments == "all" else [self.experiments]

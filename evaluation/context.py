@@ -97,10 +97,15 @@ class EvalContext:
 
     def header(self, experiment: str) -> dict[str, Any]:
         """The parameter part of a results file (what resume compares)."""
+        params = dict(self.params)
+        if experiment == "eglr":
+            c = self.cfg
+            params.update(eglr_spans=c.eglr_span_list(), eglr_samples=c.eglr_samples, eglr_k_max=c.eglr_k_max,
+                          eglr_tol=c.eglr_tol)
         return {
             "experiment_name": self.experiment_name,
             "experiment": experiment,
-            "params": dict(self.params),
+            "params": params,
             "data": dict(self.data_info),
         }
 

@@ -97,3 +97,37 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, float]:
     }
     out.update(avg_acc=out["pass_rate"], pass_at_1=out["pass_at_k"], cons_at_max=out["cons_at_k"])
     return out
+
+
+EGLR_POOLS = ("temperature", "layer", "joint")
+
+
+def eglr_oracles(records: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """The eglr experiment's pools, each an oracle (any rollout right) averaged over prompts, with tokens.
+
+    A record's `eglr` list labels each sequence: {"span": L (0: the plain model), "sample": s (None:
+    greedy), "tokens": n, "pools": the pools it belongs to}. temperature: plain samples, as many as
+    the joint pool holds; layer: the greedy rollout of each span, the plain model's included;
+    joint: T samples of each span, plain included. Also the accuracy of single samples per span
+    (`pass_rate_L<span>`), to see what the recursion does on its own.
+    """
+    records = list(records)
+    n = max(len(records), 1)
+    out: dict[str, float] = {}
+    per_span: dict[int, list[float]] = {}
+    for pool in EGLR_POOLS:
+        oracle = tokens = size = 0.0
+        for r in records:
+            ks = [k for k, lab in enumerate(r["eglr"]) if pool in lab["pools"]]
+            oracle += pass_at_k([r["scores"][k] for k in ks])
+            tokens += sum(r["eglr"][k]["tokens"] for k in ks)
+            size += len(ks)
+        out[f"{pool}_oracle"], out[f"{pool}_tokens_per_prompt"], out[f"{pool}_rollouts"] = oracle / n, tokens / n, size / n
+    for r in records:
+        for lab, score in zip(r["eglr"], r["scores"], strict=True):
+            if lab["sample"] is not None:
+                per_span.setdefault(lab["span"], []).append(float(is_correct(score)))
+    out["joint_oracle_gain"] = out["joint_oracle"] - out["temperature_oracle"]
+    for span in sorted(per_span):
+        out[f"pass_rate_L{span}"] = sum(per_span[span]) / len(per_span[span])
+    return out

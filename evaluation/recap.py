@@ -93,6 +93,8 @@ def load_experiment(path: Path) -> dict[str, Any]:
     total = status.get("total", status.get("total_sequences", len(records)))
     row = {"file": path.name, "experiment": experiment, "label": label, "threshold": threshold,
            "state": status.get("state", "?"), "done": len(records), "total": total, **metrics.summarize(records)}
+    if experiment == "eglr":
+        row.update(metrics.eglr_oracles(records))
     return {"row": row, "records": records, "params": params}
 
 
@@ -146,6 +148,25 @@ def format_tables(items: list[dict[str, Any]]) -> str:
                  f"{r['pass_rate']:.3f}", f"{r['tokens_per_prompt']:.1f}", delta, f"{r['sequences_per_prompt']:.2f}",
                  f"{r['lowest_centroid_acc']:.3f}", r["state"]]
         lines.append("| " + " | ".join(cells) + " |")
+    eglr = [it["row"] for it in items if it["row"]["experiment"] == "eglr"]
+    if eglr:
+        lines += ["", format_eglr(eglr)]
+    return "\n".join(lines)
+
+
+def format_eglr(rows: list[dict[str, Any]]) -> str:
+    """The eglr pools: each oracle with its rollouts and tokens per prompt, and the joint pool's gain."""
+    head = ["eglr", "prompts", "temperature-only oracle", "layer-only oracle", "joint oracle", "joint - temperature",
+            "single-sample accuracy by span"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        def pool(name: str) -> str:
+            return (f"{r[name + '_oracle']:.3f} ({r[name + '_rollouts']:.0f} rollouts, "
+                    f"{r[name + '_tokens_per_prompt']:.0f} tok)")
+
+        spans = ", ".join(f"L={k[len('pass_rate_L'):]}: {v:.3f}" for k, v in r.items() if k.startswith("pass_rate_L"))
+        lines.append("| " + " | ".join([r["label"], f"{r['done']}/{r['total']}", pool("temperature"), pool("layer"),
+                                        pool("joint"), f"{r['joint_oracle_gain']:+.3f}", spans]) + " |")
     return "\n".join(lines)
 
 
@@ -155,6 +176,7 @@ def _safe(label: str) -> str:
 
 def write_plots(items: list[dict[str, Any]], plots_dir: Path, trace_prompt: int | None = None) -> list[Path]:
     plots_dir.mkdir(parents=True, exist_ok=True)
+    items = [it for it in items if it["row"]["experiment"] != "eglr"] or items  # eglr pools are not one method's
     written = [plots.plot_pass_vs_tokens([it["row"] for it in items], plots_dir / "pass_at_k_vs_tokens.png")]
     branched = [it for it in items if it["row"]["experiment"] != "parallel" and it["records"]] or items
     source = branched[0]

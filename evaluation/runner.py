@@ -206,11 +206,39 @@ def run_phase2(ctx: EvalContext, experiment: str) -> ResultsFile:
     return store
 
 
+def run_eglr_experiment(ctx: EvalContext, experiment: str = "eglr") -> ResultsFile:
+    """eglr: the span x sample pools of entropy-gated latent recursion (`evaluation.eglr`)."""
+    from evaluation.eglr import run_eglr
+
+    store = _open(ctx, experiment)
+    n = len(ctx.problems)
+    if store.complete:
+        logger.info("%s: all %d prompts already in %s", experiment, n, store.path)
+        return store
+    with _progress(experiment, n, len(store.done)) as bar:
+
+        def on_record(tree: PromptTree, labels: list[dict[str, Any]], elapsed: float) -> None:
+            record = make_record(ctx, tree, tree.prompt_index)
+            record["eglr"] = labels
+            store.add(record)
+            store.write(elapsed, ctx.cfg.notes)
+            bar.update(1)
+            _test_stop_point()
+
+        t0 = time.perf_counter()
+        run_eglr(ctx, store, on_record)
+    store.write(time.perf_counter() - t0, ctx.cfg.notes)
+    return store
+
+
 def run_experiments(ctx: EvalContext) -> list[ResultsFile]:
     """Every requested experiment, in the paper's order; each resumes from its own file."""
     done = []
     for experiment in ctx.cfg.experiment_list():
         logger.info("experiment %s -> %s", experiment, ctx.out_dir)
-        run = run_generation if experiment in ("parallel", "eager_init") else run_phase2
+        if experiment == "eglr":
+            run = run_eglr_experiment
+        else:
+            run = run_generation if experiment in ("parallel", "eager_init") else run_phase2
         done.append(run(ctx, experiment))
     return done

@@ -24,15 +24,16 @@ from evaluation import metrics
 
 logger = logging.getLogger(__name__)
 
-EXPERIMENTS = ("parallel", "eager_init", "eager_adapt", "eager")
-# Parameters that do not shape what an experiment generates (parallel never branches).
-_IGNORED_BY = {"parallel": {"entropy_threshold", "fork_mode"}}
-# What may differ between files of one directory: the threshold is in the file name, and
-# each phase-2 file names the eager_init run it extends.
-_PER_FILE = {"params.entropy_threshold", "data.eager_init_run"}
+EXPERIMENTS = ("parallel", "eager_init", "eager_adapt", "eager", "eglr")
+# Parameters that do not shape what an experiment generates (parallel never branches; eglr samples a fixed pool).
+_IGNORED_BY = {"parallel": {"entropy_threshold", "fork_mode"}, "eglr": {"max_sequences", "fork_mode"}}
+# What may differ between files of one directory: the threshold is in the file name,
+# each phase-2 file names the eager_init run it extends, and only the eglr file has eglr settings.
+_PER_FILE = {"params.entropy_threshold", "data.eager_init_run", "params.eglr_spans", "params.eglr_samples",
+             "params.eglr_k_max", "params.eglr_tol"}
 LOCK_NAME = ".eager-eval.lock"
 # What the metrics need of a record; the rest (texts, tokens, entropies) lives only in its serialised text.
-_SUMMARY_KEYS = ("index", "extracted_answers", "scores", "tokens_generated", "lowest_centroid")
+_SUMMARY_KEYS = ("index", "extracted_answers", "scores", "tokens_generated", "lowest_centroid", "eglr")
 
 
 class ResultsError(RuntimeError):
@@ -47,6 +48,7 @@ def results_filename(experiment_name: str, experiment: str, threshold: float) ->
         "eager_init": f"{experiment_name}_aware_results_{th}.json",
         "eager": f"{experiment_name}_aware_more_budget_results_{th}.json",
         "eager_adapt": f"{experiment_name}_aware_easy_more_budget_results_{th}.json",
+        "eglr": f"{experiment_name}_eglr_results_{th}.json",
     }[experiment]
 
 
@@ -223,6 +225,8 @@ class ResultsFile:
         n = len(self.records)
         state = state or ("COMPLETED" if self.complete else "IN_PROGRESS")
         results = metrics.summarize(self.ordered_records())
+        if self.experiment == "eglr":
+            results.update(metrics.eglr_oracles(self.ordered_records()))
         head = {
             **self.header,
             "status": {
