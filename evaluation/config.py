@@ -67,7 +67,9 @@ class EvalConfig:
     fork_mode: str = field(
         default="top2",
         metadata={
-            "help": "top2 is the paper's (parent rank 1, child rank 2); resample keeps every sequence a policy sample.",
+            "help": "top2 is the paper's (parent rank 1, child rank 2); resample keeps every sequence a policy sample; "
+            "recursion (--backend hf): the child takes the EGLR-recursed distribution's best other token, with span "
+            "--eglr_spans' first, --eglr_k_max and --eglr_tol.",
             "choices": FORK_MODES,
         },
     )
@@ -136,6 +138,9 @@ class EvalConfig:
             raise bad("prompt_batch_size", "use 0 (all prompts) or a positive number.")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise bad("gpu_memory_utilization", "must be in (0, 1].")
+        if self.fork_mode == "recursion" and self.backend != "hf":
+            raise bad("fork_mode", "recursion forks re-apply the model's layers with transformers: add --backend hf "
+                      "(the span is --eglr_spans' first).")
         if self.experiments == "eglr" and self.backend != "hf":
             raise bad("experiments", "eglr re-applies the model's layers with transformers: add --backend hf (vLLM "
                       "cannot run it; README, EGLR).")

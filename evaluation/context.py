@@ -98,7 +98,7 @@ class EvalContext:
     def header(self, experiment: str) -> dict[str, Any]:
         """The parameter part of a results file (what resume compares)."""
         params = dict(self.params)
-        if experiment == "eglr":
+        if experiment == "eglr" or self.cfg.fork_mode == "recursion":
             c = self.cfg
             params.update(eglr_spans=c.eglr_span_list(), eglr_samples=c.eglr_samples, eglr_k_max=c.eglr_k_max,
                           eglr_tol=c.eglr_tol)
@@ -114,7 +114,12 @@ class EvalContext:
 
     def engine(self) -> Any:
         if self._engine is None:
-            self._engine = build_engine(self.cfg, self.params["dtype"], self.device)
+            engine = build_engine(self.cfg, self.params["dtype"], self.device)
+            if self.cfg.fork_mode == "recursion" or "eglr" in self.cfg.experiment_list():
+                from evaluation.eglr import check_spans
+
+                check_spans(engine, self.cfg.eglr_span_list())
+            self._engine = engine
         return self._engine
 
 
@@ -183,6 +188,8 @@ def build_context(cfg: EvalConfig) -> EvalContext:
     rollout_config = EagerConfig(
         method="eager_init", max_sequences=cfg.max_sequences, entropy_threshold=cfg.entropy_threshold,
         temperature=cfg.temperature, max_new_tokens=max_new, fork_mode=cfg.fork_mode, seed=cfg.seed,
+        recursion_span=cfg.eglr_span_list()[0] if cfg.fork_mode == "recursion" else 0,
+        recursion_k_max=cfg.eglr_k_max, recursion_tol=cfg.eglr_tol,
         think_end_token_id=think_end_id(tokenizer), stop_token_ids=stop,
     )
     rc = rollout_config

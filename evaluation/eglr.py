@@ -66,6 +66,7 @@ def merge(index: int, prompt_ids: list[int], parts: list[tuple[PoolRun, PromptTr
 
 
 def check_spans(engine: Any, spans: list[int]) -> None:
+    """Before any generation: the engine can recurse, and the model has every span's layers."""
     model = getattr(engine, "model", None)
     if model is None or not hasattr(engine, "set_decoding"):
         raise ModelError("--experiments eglr needs the transformers engine: add --backend hf.")
@@ -80,8 +81,7 @@ def run_eglr(ctx: EvalContext, store: Any, on_record: Any) -> None:
     cfg = ctx.cfg
     spans, samples = cfg.eglr_span_list(), cfg.eglr_samples
     todo = [i for i in range(len(ctx.problems)) if i not in store.done]
-    engine = ctx.engine()
-    check_spans(engine, spans)
+    engine = ctx.engine()  # the spans were checked against the model when it was built
     base = ctx.config_for("parallel")
     size = cfg.prompt_batch_size or 1  # the transformers engine runs requests one by one: batching gains nothing
     stats_before = dataclasses.replace(engine.recursion_stats)

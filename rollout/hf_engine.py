@@ -61,6 +61,7 @@ class HFEngine:
         except ValueError:
             self._can_recurse = False
         self.recursion_stats = RecursionStats()
+        self.recursion_trace: list[list[float]] | None = None  # set to [] to log each gated token's distances
         self.set_decoding(recursion, greedy)
 
     def _keep_hidden(self, module: Any, args: Any, output: Any) -> None:
@@ -116,7 +117,8 @@ class HFEngine:
         self.recursion_stats.tokens += 1
         if gate_entropy(logits, self._recursion.top_k) <= self._recursion.gate:
             return logits
-        return recurse(self.model, run.hidden, run.past, run.length - 1, self._recursion, logits, self.recursion_stats)
+        return recurse(self.model, run.hidden, run.past, run.length - 1, self._recursion, logits, self.recursion_stats,
+                       self.recursion_trace)
 
     @torch.no_grad()
     def recursed_token(self, request_id: str, exclude: int, recursion: Recursion) -> tuple[int, float]:

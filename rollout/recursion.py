@@ -116,7 +116,7 @@ def last_layer(model: Any) -> Any:
 @torch.no_grad()
 def recurse(
     model: Any, hidden: torch.Tensor, cache: Any, position: int, recursion: Recursion,
-    base_logits: torch.Tensor, stats: RecursionStats | None = None,
+    base_logits: torch.Tensor, stats: RecursionStats | None = None, trace: list[list[float]] | None = None,
 ) -> torch.Tensor:
     """T = 1 logits of the recursed distribution at `position`.
 
@@ -124,6 +124,7 @@ def recurse(
         hidden: (hidden_size,) the last decoder layer's output at `position` (before the final norm).
         cache: the request's `DynamicCache`, holding keys and values up to and including `position`.
         base_logits: (V,) the plain forward pass's logits at `position` (iteration 0).
+        trace: when given, gets this token's total-variation distance of each iteration to the one before.
     """
     layers, norm, rotary, head = decoder_parts(model)
     if not 1 <= recursion.span <= len(layers):
@@ -136,6 +137,7 @@ def recurse(
     prev = torch.softmax(base_logits.double(), dim=-1)
     logits = base_logits
     k = 0
+    distances: list[float] = []
     for k in range(1, recursion.k_max + 1):
         for layer in block:
             out = layer(h, attention_mask=None, position_ids=pos, past_key_values=view, use_cache=False,
@@ -143,9 +145,12 @@ def recurse(
             h = out[0] if isinstance(out, tuple) else out
         logits = head(norm(h))[0, -1].float()
         p = torch.softmax(logits.double(), dim=-1)
-        if total_variation(p, prev) < recursion.tol:
+        distances.append(total_variation(p, prev))
+        if distances[-1] < recursion.tol:
             break
         prev = p
+    if trace is not None:
+        trace.append(distances)
     if stats is not None:
         stats.gated += 1
         stats.iterations += k

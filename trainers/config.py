@@ -262,6 +262,9 @@ class EagerGRPOConfig(GRPOConfig):
             )
         choices = {"eager_fork_mode": FORK_MODES, "eager_on_solved": ON_SOLVED, "eager_answer_kind": ANSWER_KINDS,
                    "eager_stop_rule": STOP_RULES, "eager_baseline": BASELINES}
+        if self.eager_fork_mode == "recursion":
+            raise self._fail("eager_fork_mode", "EGLR forks re-apply the model's layers, which only the transformers "
+                             f"engine can (rollout.hf_engine); TRL's GRPO generates with vLLM. Choose one of {FORK_MODES}.")
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise self._fail(name, f"choose one of {allowed}.")

@@ -7,7 +7,9 @@ Two parts, on the transformers engine (EGLR has no vLLM path; README):
 1. `eager-eval --experiments eglr` on `--n` held-out word problems (written to a JSONL file
    whose prompts are the recipe's own chat-rendered text): T samples per span L, as many
    plain samples as the joint pool holds, a greedy rollout per span; `eager-recap`'s oracles.
-2. The cost of a gated token: one greedy rollout per prompt with every token gated
+2. Convergence: per span, the mean total-variation distance between successive iterations
+   at gated tokens (greedy, tolerance 0), iteration by iteration.
+3. The cost of a gated token: one greedy rollout per prompt with every token gated
    (gate 0) against the plain engine, wall seconds per token, best of `--repeats`.
 
 Last line: `eglr_joint_oracle_gain=` (joint oracle minus temperature-only oracle, the same
@@ -58,6 +60,29 @@ def gated_token_cost(model_dir: Path, prompts: list[list[int]], span: int, args)
             stats = engine.recursion_stats
             out["iterations_per_gated_token"] = stats.iterations / max(stats.gated, 1)
     out["gated_token_cost"] = out["gated_s_per_token"] / out["plain_s_per_token"]
+    return out
+
+
+def convergence_profile(model_dir: Path, prompts: list[list[int]], spans: list[int], args) -> dict[int, list[float]]:
+    """Per span: the mean total-variation distance between successive iterations, iteration by iteration
+    (greedy rollouts, gate as configured, tolerance 0 so every gated token runs k_max iterations)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rollout import EagerConfig, generate
+    from rollout.hf_engine import HFEngine
+    from rollout.recursion import Recursion
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = EagerConfig(method="parallel", max_sequences=1, temperature=1.0, max_new_tokens=args.max_new_tokens,
+                         seed=args.seed)
+    out = {}
+    for span in spans:
+        engine = HFEngine(model, recursion=Recursion(span, args.k_max, gate=args.gate, tol=0.0), greedy=True)
+        engine.recursion_trace = []
+        generate(engine, prompts, config)
+        rows = engine.recursion_trace
+        out[span] = [sum(r[k] for r in rows) / max(len(rows), 1) for k in range(args.k_max)]
     return out
 
 
@@ -121,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{key}={row[key]:.3f}")
 
     spans = [int(s) for s in args.spans.split(",")]
+    for span, distances in convergence_profile(model_dir, prompts[: args.cost_prompts], spans, args).items():
+        print(f"tv_by_iteration_L{span}=" + ",".join(f"{d:.3f}" for d in distances))
     cost = gated_token_cost(model_dir, prompts[: args.cost_prompts], max(spans), args)
     print(f"plain_s_per_token={cost['plain_s_per_token']:.4f} gated_s_per_token(L={max(spans)})="
           f"{cost['gated_s_per_token']:.4f} iterations_per_gated_token={cost['iterations_per_gated_token']:.2f}")

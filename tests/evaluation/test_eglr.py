@@ -95,3 +95,16 @@ def test_oracles_on_hand_made_records():
     assert out["pass_rate_L3"] == 0.5 and out["pass_rate_L0"] == 0.25
     assert [(r.span, r.greedy, r.rollouts) for r in plan([2, 4], 3)] == [
         (0, False, 9), (2, False, 3), (4, False, 3), (0, True, 1), (2, True, 1), (4, True, 1)]
+
+
+def test_eager_init_with_recursion_forks(tiny_model, shared_data, tmp_path):
+    out = tmp_path / "fork"
+    args = _args(tiny_model, shared_data / "aime_2025.jsonl", out, "--experiments", "eager_init", "--fork_mode",
+                 "recursion", "--eglr_spans", "1", "--max_sequences", "3")
+    assert main(args) == 0
+    (path,) = out.glob("*_aware_results_*.json")
+    data = json.loads(path.read_text())
+    assert data["params"]["eglr_spans"] == [1]
+    branches = [b for r in data["entropy-aware-generations"] for b in r["recorded_branches"]]
+    assert branches and all(b["recursion_span"] == 1 for b in branches)
+    assert all(b["branch_token_id"] != b["original_token_id"] for b in branches)

@@ -131,9 +131,12 @@ def test_gate_fires_only_above_its_threshold(model):
 def test_convergence_stops_early_at_a_loose_tolerance(model):
     tight = HFEngine(model, recursion=Recursion(span=1, gate=0.0, k_max=4, tol=0.0))
     loose = HFEngine(model, recursion=Recursion(span=1, gate=0.0, k_max=4, tol=0.99))
+    tight.recursion_trace, loose.recursion_trace = [], []
     _run(tight, PROMPTS[0], max_tokens=6, seed=2)
     _run(loose, PROMPTS[0], max_tokens=6, seed=2)
     assert tight.recursion_stats.iterations == 4 * tight.recursion_stats.gated
+    assert len(tight.recursion_trace) == tight.recursion_stats.gated and {len(t) for t in tight.recursion_trace} == {4}
+    assert all(len(t) == 1 and t[0] < 0.99 for t in loose.recursion_trace)
     assert loose.recursion_stats.iterations == loose.recursion_stats.gated  # one iteration, then within tolerance
     assert total_variation(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])) == 1.0
 

@@ -46,9 +46,11 @@ class Recorder:
         self.__name__ = "label_reward"  # TRL names reward functions by __name__
 
     def __call__(self, prompts, completions, completion_ids, answer, **kwargs) -> list[float]:
+        rewards = label_reward(completions, answer)
         self.calls.append({"prompts": list(prompts), "answer": list(answer), "completion_ids": list(completion_ids),
-                           "eager_group": kwargs.get("eager_group"), "eager_used": kwargs.get("eager_used")})
-        return label_reward(completions, answer)
+                           "eager_group": kwargs.get("eager_group"), "eager_used": kwargs.get("eager_used"),
+                           "eager_baseline": kwargs.get("eager_baseline"), "rewards": rewards})
+        return rewards
 
 
 def rank_reward(prompts, completions, answer, trainer_state=None, **kwargs) -> list[float]:

@@ -39,6 +39,7 @@ def test_eager_config_valid(tmp_path):
         ({"repetition_penalty": 1.1}, ["repetition_penalty=1.0"]),
         ({"eager_max_sequences": 5}, ["eager_max_sequences", "num_generations=4"]),
         ({"eager_fork_mode": "best"}, ["eager_fork_mode", "resample"]),
+        ({"eager_fork_mode": "recursion"}, ["eager_fork_mode", "transformers", "vLLM"]),
         ({"eager_on_solved": "stop"}, ["eager_on_solved", "finish", "abort"]),
         ({"eager_answer_kind": "code"}, ["eager_answer_kind", "math", "choice"]),
         ({"eager_solved_min_correct": 0}, ["eager_solved_min_correct"]),

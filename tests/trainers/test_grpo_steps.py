@@ -26,6 +26,9 @@ GENERATORS = {
     # model's sequences all run to the 8-token cap, so verdicts only arrive after a full pass: a pass start
     # limit of 8 passes lets several retries run one after another (the default 0.5 would allow none).
     "eager": {"eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0},
+    # The same, with each row's baseline from the verdicts known when it started (not the group mean).
+    "eager_verdicts": {"rollout_generator": "eager", "eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0,
+                       "eager_baseline": "verdicts"},
 }
 
 
@@ -70,7 +73,7 @@ class Run:
 @pytest.fixture(scope="module", params=list(GENERATORS))
 def run(request, tiny_model, tmp_path_factory) -> Run:
     generator = request.param
-    args = make_args(tmp_path_factory.mktemp(generator), rollout_generator=generator, **GENERATORS[generator])
+    args = make_args(tmp_path_factory.mktemp(generator), **{"rollout_generator": generator, **GENERATORS[generator]})
     recorder = Recorder()
     events: list = []
 
@@ -137,7 +140,7 @@ def test_weights_move(run):
 def test_rows_per_step_constant(run):
     assert len(run.outputs) == 2
     drops = run.trainer.args.drops_unused_rows
-    assert drops == (run.generator in ("eager_init", "eager"))
+    assert drops == (run.generator in ("eager_init", "eager", "eager_verdicts"))
     for inputs, output, loss_batch in run.outputs:
         assert len(inputs) == output["completion_ids"].shape[0] == output["advantages"].shape[0] == 16
         used = sum(row.get("eager_used", 1) for row in inputs)
@@ -260,6 +263,28 @@ def test_solved_prompt_gets_no_new_sequence(run):
         late = [e for e in events[cutoff:] if e[0] == "add"]
         assert not [e for e in late if label_of(f"Question {e[1]}:") == "yes"]
         assert [e for e in late if label_of(f"Question {e[1]}:") == "no"]  # others still got new sequences
+
+
+def test_verdict_baseline_advantages(run):
+    """eager_baseline=verdicts: a used row's advantage is (reward - b) / (sqrt(b (1 - b)) + eps), b its baseline."""
+    if run.generator != "eager_verdicts":
+        pytest.skip("the verdict baseline only")
+    from trainers.advantages import EPS
+
+    first_try = 0
+    for call, (inputs, output, _) in zip(run.recorder.calls, run.outputs):
+        used = torch.tensor(call["eager_used"], dtype=torch.bool)
+        reward = torch.tensor(call["rewards"], dtype=torch.float32)
+        b = torch.tensor(call["eager_baseline"], dtype=torch.float32)
+        expected = (reward - b) / (torch.sqrt(b * (1 - b)) + EPS)
+        assert torch.allclose(output["advantages"][used], expected[used], atol=1e-5)
+        assert (output["advantages"][~used] == 0).all()
+        for prompt, u, baseline, adv in zip(call["prompts"], call["eager_used"], call["eager_baseline"],
+                                            output["advantages"].tolist()):
+            if u and label_of(prompt) == "yes":  # solved by its only row: the group mean would give it 0
+                assert baseline == 0.5 and adv == pytest.approx(1.0, abs=1e-3)
+                first_try += 1
+    assert first_try > 0, "expected a 'yes' prompt (solved by its first row) in the steps"
 
 
 def test_engine_follows_trainer_after_sync(run):
