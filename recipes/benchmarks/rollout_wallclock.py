@@ -14,7 +14,10 @@ digit-only answers, at a cost that does not blur the schedule's.
 
 Per method and scale: wall seconds, engine steps (the critical path), tokens, peak running
 sequences, prompts solved (a right answer among the kept sequences) and prompts with both a
-right and a wrong answer (a GRPO learning signal). Last lines, in this order:
+right and a wrong answer (a GRPO learning signal). Two reference points from parallel's own
+samples: the sequential floor (one sample at a time until the first right one) and one pass of
+w samples per prompt (the width a schedule without a second pass needs to solve as much).
+Last lines, in this order:
 `eager_step_ratio` (online eager's engine steps / parallel's, large scale),
 `eager_time_ratio_small`, `eager_time_ratio_large` (online eager's wall / parallel's).
 
@@ -86,6 +89,26 @@ def sequential_floor(result, verifier: ExactVerifier) -> tuple[float, float]:
     return tokens / result.tokens_generated, passes / len(result.trees)
 
 
+def one_pass_widths(result, verifier: ExactVerifier) -> list[tuple[float, float]]:
+    """Per width w = 1..M: (expected prompts solved, expected tokens / parallel's) of one pass of w
+    independent samples per prompt, drawn from parallel's own M (a random subset of w, exact expectation).
+
+    What a schedule with no second pass (the critical path of one pass) gets by sampling every
+    prompt equally wide: with c right among a prompt's n samples, w of them miss every right one
+    with probability C(n - c, w) / C(n, w).
+    """
+    from math import comb
+
+    trees = [[(verifier(t.prompt_index, s.tokens), s.n_generated) for s in t.kept()] for t in result.trees]
+    n = max(len(t) for t in trees)
+    out = []
+    for w in range(1, n + 1):
+        solved = sum(1 - comb(len(t) - sum(v for v, _ in t), w) / comb(len(t), w) for t in trees if len(t) >= w)
+        tokens = sum(sum(k for _, k in t) * w / len(t) for t in trees if len(t) >= w)
+        out.append((solved, tokens / result.tokens_generated))
+    return out
+
+
 def run_scale(engine, tokenizer, problems, args) -> dict[str, dict[str, float]]:
     from rollout import EagerConfig, generate
 
@@ -106,10 +129,12 @@ def run_scale(engine, tokenizer, problems, args) -> dict[str, dict[str, float]]:
             solved, mixed = outcome(result, verifier)
             if name == "parallel":
                 floor = sequential_floor(result, verifier)
+                widths = one_pass_widths(result, verifier)
             best[name] = dict(wall_s=wall, engine_steps=result.engine_steps, tokens=result.tokens_generated,
                               peak_running=result.peak_running, sequences=result.n_sequences, solved=solved,
                               mixed=mixed)
     best["parallel"]["floor_token_ratio"], best["parallel"]["floor_passes"] = floor
+    best["parallel"]["widths"] = widths
     return best
 
 
@@ -173,6 +198,12 @@ def main(argv: list[str] | None = None) -> None:
         par = figures[scale]["parallel"]
         print(f"{scale} sequential floor (parallel's samples drawn one at a time until the first right one): "
               f"tokens={par['floor_token_ratio']:.3f} of parallel's, {par['floor_passes']:.2f} passes per prompt")
+        target = par["solved"] - 1
+        curve = " ".join(f"w{w}={solved:.1f}/{tokens:.2f}" for w, (solved, tokens) in enumerate(par["widths"], 1))
+        need = next((w for w, (solved, _) in enumerate(par["widths"], 1) if solved >= target), None)
+        print(f"{scale} one pass of w samples per prompt (expected solved/tokens of parallel's): {curve}")
+        print(f"{scale} one-pass width to solve {target} (parallel - 1): "
+              + (f"w={need}, tokens={par['widths'][need - 1][1]:.3f} of parallel's" if need else "none"))
         for name in ("eager_init", "eager", "eager_mixed", "eager_top2"):
             f = figures[scale][name]
             print(f"{scale} {name}_vs_parallel: time={f['wall_s'] / par['wall_s']:.3f} "
