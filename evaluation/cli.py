@@ -15,7 +15,7 @@ import sys
 from evaluation.config import EvalConfig, parse_args
 from evaluation.context import ModelError, build_context
 from evaluation.data import DataError
-from evaluation.store import DirectoryLock, ResultsError, check_directory
+from evaluation.store import DirectoryLock, ResultsError, check_directory, ignored_by_all
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def run(cfg: EvalConfig) -> int:
     ctx = build_context(cfg)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     with DirectoryLock(ctx.out_dir):
-        check_directory(ctx.out_dir, ctx.header("parallel"), cfg.overwrite)
+        check_directory(ctx.out_dir, ctx.header("parallel"), cfg.overwrite, ignored_by_all(cfg.experiment_list()))
         try:
             run_experiments(ctx)
         except KeyboardInterrupt:

@@ -97,11 +97,12 @@ class EvalContext:
 
     def header(self, experiment: str) -> dict[str, Any]:
         """The parameter part of a results file (what resume compares)."""
-        params = dict(self.params)
-        if experiment == "eglr" or self.cfg.fork_mode == "recursion":
-            c = self.cfg
+        params, c = dict(self.params), self.cfg
+        if experiment == "eglr":
             params.update(eglr_spans=c.eglr_span_list(), eglr_samples=c.eglr_samples, eglr_k_max=c.eglr_k_max,
                           eglr_tol=c.eglr_tol)
+        elif c.fork_mode == "recursion" and experiment != "parallel":  # what the forks use, nothing else
+            params.update(recursion_span=c.eglr_span_list()[0], recursion_k_max=c.eglr_k_max, recursion_tol=c.eglr_tol)
         return {
             "experiment_name": self.experiment_name,
             "experiment": experiment,
@@ -115,10 +116,14 @@ class EvalContext:
     def engine(self) -> Any:
         if self._engine is None:
             engine = build_engine(self.cfg, self.params["dtype"], self.device)
-            if self.cfg.fork_mode == "recursion" or "eglr" in self.cfg.experiment_list():
+            if "eglr" in self.cfg.experiment_list():
                 from evaluation.eglr import check_spans
 
                 check_spans(engine, self.cfg.eglr_span_list())
+            elif self.cfg.fork_mode == "recursion":
+                from evaluation.eglr import check_spans
+
+                check_spans(engine, self.cfg.eglr_span_list()[:1])
             self._engine = engine
         return self._engine
 

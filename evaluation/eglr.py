@@ -15,7 +15,6 @@ are done; a rerun generates only the prompts the file lacks.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from typing import Any
 
@@ -23,8 +22,6 @@ import rollout
 from evaluation.context import EvalContext, ModelError
 from rollout.recursion import Recursion, RecursionStats, decoder_parts
 from rollout.types import PromptTree, Sequence
-
-logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +66,10 @@ def check_spans(engine: Any, spans: list[int]) -> None:
     """Before any generation: the engine can recurse, and the model has every span's layers."""
     model = getattr(engine, "model", None)
     if model is None or not hasattr(engine, "set_decoding"):
-        raise ModelError("--experiments eglr needs the transformers engine: add --backend hf.")
+        raise ModelError("EGLR (--experiments eglr, --fork_mode recursion) needs the transformers engine: add "
+                         "--backend hf.")
+    if not engine.can_recurse:
+        raise ModelError(f"EGLR cannot run on {model.__class__.__name__}: {engine.why_no_recursion}")
     n_layers = len(decoder_parts(model)[0])
     if max(spans) > n_layers:
         raise ModelError(f"--eglr_spans={','.join(map(str, spans))}: the model has {n_layers} decoder layers; "

@@ -143,6 +143,8 @@ def format_tables(items: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for it in items:
         r = it["row"]
+        if r["experiment"] == "eglr":  # its pools are not one method's: its own table below
+            continue
         delta = "" if not base else f"{100 * (r['tokens_per_prompt'] / base - 1):+.0f}%"
         cells = [r["label"], f"{r['done']}/{r['total']}", f"{r['pass_at_k']:.3f}", f"{r['cons_at_k']:.3f}",
                  f"{r['pass_rate']:.3f}", f"{r['tokens_per_prompt']:.1f}", delta, f"{r['sequences_per_prompt']:.2f}",

@@ -30,7 +30,14 @@ _IGNORED_BY = {"parallel": {"entropy_threshold", "fork_mode"}, "eglr": {"max_seq
 # What may differ between files of one directory: the threshold is in the file name,
 # each phase-2 file names the eager_init run it extends, and only the eglr file has eglr settings.
 _PER_FILE = {"params.entropy_threshold", "data.eager_init_run", "params.eglr_spans", "params.eglr_samples",
-             "params.eglr_k_max", "params.eglr_tol"}
+             "params.eglr_k_max", "params.eglr_tol", "params.recursion_span", "params.recursion_k_max",
+             "params.recursion_tol"}
+
+
+def ignored_by_all(experiments: list[str]) -> set[str]:
+    """Parameters none of `experiments` depends on: what a directory's other files may differ in for them."""
+    sets = [_IGNORED_BY.get(e, set()) for e in experiments]
+    return set.intersection(*map(set, sets)) if sets else set()
 LOCK_NAME = ".eager-eval.lock"
 # What the metrics need of a record; the rest (texts, tokens, entropies) lives only in its serialised text.
 _SUMMARY_KEYS = ("index", "extracted_answers", "scores", "tokens_generated", "lowest_centroid", "eglr")
@@ -97,8 +104,11 @@ def set_aside(path: Path) -> Path:
     return stale
 
 
-def check_directory(out_dir: Path, header: dict[str, Any], overwrite: bool) -> None:
-    """Refuse a directory whose results were made with other parameters (or set them aside with overwrite)."""
+def check_directory(out_dir: Path, header: dict[str, Any], overwrite: bool, ignore: set[str] = frozenset()) -> None:
+    """Refuse a directory whose results were made with other parameters (or set them aside with overwrite).
+
+    `ignore`: parameters the experiments about to run do not depend on (`ignored_by_all`).
+    """
     for path in sorted(out_dir.glob("*.json")):
         try:
             old = read_results(path)
@@ -107,7 +117,7 @@ def check_directory(out_dir: Path, header: dict[str, Any], overwrite: bool) -> N
                 set_aside(path)
                 continue
             raise
-        diff = param_diff(old, header, old.get("experiment", ""), drop=_PER_FILE)
+        diff = param_diff(old, header, old.get("experiment", ""), drop=_PER_FILE | {f"params.{k}" for k in ignore})
         if diff and overwrite:
             set_aside(path)
         elif diff:

@@ -89,10 +89,11 @@ class Driver(PassScheduler):
         self.states: dict[int, PromptBranching] = {}
         self.recursion: Recursion | None = None
         if config.fork_mode == "recursion":
-            if not hasattr(engine, "recursed_token"):
+            if not getattr(engine, "can_recurse", False):
+                why = getattr(engine, "why_no_recursion", None) or f"{type(engine).__name__} cannot re-apply layers"
                 raise ValueError(
-                    f"EagerConfig.fork_mode='recursion' needs an engine that can re-apply the model's layers: "
-                    f"rollout.hf_engine.HFEngine (transformers); {type(engine).__name__} cannot (README: EGLR)."
+                    "EagerConfig.fork_mode='recursion' needs an engine that can re-apply the model's layers: "
+                    f"rollout.hf_engine.HFEngine (transformers) on a model EGLR supports; here {why} (README: EGLR)."
                 )
             self.recursion = Recursion(config.recursion_span, config.recursion_k_max, tol=config.recursion_tol)
         self.live: dict[str, _Live] = {}

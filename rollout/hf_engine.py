@@ -15,6 +15,7 @@ distribution; the reported log-probs stay the policy's) and as a fork source
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from rollout.engine import Request, TokenOutput
-from rollout.recursion import Recursion, RecursionStats, gate_entropy, last_layer, recurse
+from rollout.recursion import Recursion, RecursionStats, check_recursable, gate_entropy, last_layer, recurse
 
 
 @dataclass
@@ -53,26 +54,37 @@ class HFEngine:
         self._max_len = int(max_model_len or getattr(cfg, "max_position_embeddings", 2048))
         self._running: dict[str, _Running] = {}
         self._temperature, self._k, self._stop, self._full = 1.0, 20, set(), False
+        # only the last position's logits (the LM head on a whole prompt costs prompt length x vocabulary)
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
         self._finished: dict[str, _Running] = {}  # requests that ended in the last step (a fork may still read them)
         self._hidden: torch.Tensor | None = None
-        try:  # keep the last layer's output of each forward: EGLR re-applies the top layers to it
-            last_layer(model).register_forward_hook(self._keep_hidden)
-            self._can_recurse = True
-        except ValueError:
-            self._can_recurse = False
+        try:
+            check_recursable(model)
+            self.why_no_recursion: str | None = None
+        except ValueError as exc:
+            self.why_no_recursion = str(exc)
         self.recursion_stats = RecursionStats()
         self.recursion_trace: list[list[float]] | None = None  # set to [] to log each gated token's distances
         self.set_decoding(recursion, greedy)
 
+    @property
+    def can_recurse(self) -> bool:
+        """True when EGLR can run on this model (`why_no_recursion` says why not)."""
+        return self.why_no_recursion is None
+
+    def _require_recursion(self) -> None:
+        if self.why_no_recursion is not None:
+            raise ValueError(f"HFEngine cannot recurse: {self.why_no_recursion}")
+
     def _keep_hidden(self, module: Any, args: Any, output: Any) -> None:
         out = output[0] if isinstance(output, tuple) else output
-        self._hidden = out[0, -1]
+        self._hidden = out[0, -1].clone()
 
     def set_decoding(self, recursion: Recursion | None = None, greedy: bool = False) -> None:
         """How the next requests' tokens are chosen: sampled (or greedy) from the policy, or from the
         recursed distribution at gated positions when `recursion` has a span > 0."""
-        if recursion is not None and recursion.span > 0 and not self._can_recurse:
-            raise ValueError(f"HFEngine recursion: {type(self.model).__name__} has no Llama-style decoder layers.")
+        if recursion is not None and recursion.span > 0:
+            self._require_recursion()
         self._recursion = recursion if recursion is not None and recursion.span > 0 else None
         self._greedy = greedy
 
@@ -125,11 +137,10 @@ class HFEngine:
         """EGLR as a fork source: at the position that just produced `request_id`'s last token, the most
         likely token of the recursed distribution other than `exclude` (the parent's), with the policy's
         log-prob of it after temperature (what the other fork modes report). Call it before the next step."""
+        self._require_recursion()
         run = self._running.get(request_id) or self._finished.get(request_id)
         if run is None or run.hidden is None:
             raise KeyError(f"recursed_token: request {request_id!r} did not produce a token in the last step.")
-        if not self._can_recurse:
-            raise ValueError(f"HFEngine recursion: {type(self.model).__name__} has no Llama-style decoder layers.")
         logits = recurse(self.model, run.hidden, run.past, run.length - 1, recursion, run.logits, self.recursion_stats)
         logits = logits.clone()
         logits[exclude] = -float("inf")
@@ -139,9 +150,18 @@ class HFEngine:
     def _forward(self, run: _Running) -> torch.Tensor:
         ids = torch.tensor([run.pending], dtype=torch.long)
         pos = torch.arange(run.length, run.length + ids.shape[1]).unsqueeze(0)
-        out = self.model(input_ids=ids, position_ids=pos, past_key_values=run.past, use_cache=True)
+        # The last layer's output at the last position is kept only where EGLR can use it; the hook
+        # lives for this call only, so it neither fires during a recursion nor keeps the engine alive.
+        handle = last_layer(self.model).register_forward_hook(self._keep_hidden) if self.can_recurse else None
+        try:
+            out = self.model(input_ids=ids, position_ids=pos, past_key_values=run.past, use_cache=True, **self._last_only)
+        finally:
+            if handle is not None:
+                handle.remove()
         run.past, run.length, run.pending = out.past_key_values, run.length + ids.shape[1], []
-        run.logits, run.hidden = out.logits[0, -1].float(), self._hidden
+        # copies: views would keep the whole forward's logits (prompt length x vocabulary) alive
+        run.logits, run.hidden = out.logits[0, -1].float().clone(), self._hidden
+        self._hidden = None
         return run.logits
 
     def _sample(self, rid: str, run: _Running, logits: torch.Tensor, choose_from: torch.Tensor) -> TokenOutput:

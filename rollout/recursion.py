@@ -114,6 +114,38 @@ def last_layer(model: Any) -> Any:
 
 
 @torch.no_grad()
+def check_recursable(model: Any) -> None:
+    """Raise ValueError, saying why, unless the recursion reproduces this model exactly where it should.
+
+    Three things must hold: Llama-style parts (`decoder_parts`); a cache of plain full-attention
+    layers (a sliding-window layer keeps only the last W - 1 tokens, so the read-only view could
+    not give the recursed position the window the plain pass used); and logits that are the LM
+    head of the final norm and nothing more (Granite's logit scaling, Cohere's logit scale and
+    Gemma 2's soft-capping come after the head). The last is checked on a two-token forward pass.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    layers, norm, _, head = decoder_parts(model)
+    kinds = {type(layer).__name__ for layer in DynamicCache(config=model.config).layers}
+    if kinds != {DynamicLayer.__name__}:
+        raise ValueError(f"EGLR needs full-attention cache layers; {type(model).__name__} uses {sorted(kinds)} "
+                         "(sliding-window or other attention), which the recursion's read-only view cannot reproduce.")
+    seen = []
+    handle = layers[-1].register_forward_hook(lambda m, a, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    try:
+        ids = torch.tensor([[1, 2]], device=next(model.parameters()).device)
+        logits = model(input_ids=ids).logits[0, -1].float()
+    finally:
+        handle.remove()
+    mine = head(norm(seen[-1]))[0, -1].float()
+    if not torch.allclose(mine, logits, rtol=1e-3, atol=1e-3 * float(logits.abs().max()) + 1e-5):
+        raise ValueError(f"EGLR needs logits that are the LM head of the final norm; {type(model).__name__} "
+                         "changes them after the head (logit scaling or soft-capping), so recursed logits would "
+                         "be on another scale.")
+
+
+@torch.no_grad()
 def recurse(
     model: Any, hidden: torch.Tensor, cache: Any, position: int, recursion: Recursion,
     base_logits: torch.Tensor, stats: RecursionStats | None = None, trace: list[list[float]] | None = None,

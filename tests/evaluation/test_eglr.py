@@ -104,7 +104,15 @@ def test_eager_init_with_recursion_forks(tiny_model, shared_data, tmp_path):
     assert main(args) == 0
     (path,) = out.glob("*_aware_results_*.json")
     data = json.loads(path.read_text())
-    assert data["params"]["eglr_spans"] == [1]
+    assert data["params"]["recursion_span"] == 1 and "eglr_spans" not in data["params"]
     branches = [b for r in data["entropy-aware-generations"] for b in r["recorded_branches"]]
     assert branches and all(b["recursion_span"] == 1 for b in branches)
     assert all(b["branch_token_id"] != b["original_token_id"] for b in branches)
+
+
+def test_a_directory_check_ignores_only_what_every_experiment_to_run_ignores():
+    from evaluation.store import ignored_by_all
+
+    assert ignored_by_all(["eglr"]) == {"max_sequences", "fork_mode"}
+    assert ignored_by_all(["parallel"]) == {"entropy_threshold", "fork_mode"}
+    assert ignored_by_all(["parallel", "eager_init", "eager_adapt", "eager"]) == set()

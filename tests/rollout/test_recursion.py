@@ -110,22 +110,72 @@ def test_no_recursion_below_the_gate(model):
 
 
 def test_gate_fires_only_above_its_threshold(model):
-    """With the gate at the median entropy of a plain run, only the tokens above it are recursed."""
-    probe = HFEngine(model, recursion=Recursion(span=1, gate=0.0))
-    _run(probe, PROMPTS[0], seed=4)
-    engine = HFEngine(model)
+    """With the gate at the median entropy of a plain run, exactly the tokens above it are recursed."""
     entropies = []
-    engine.configure(1.0, 20, STOP, False)
-    engine.add(Request("r", PROMPTS[0], 12, 4))
-    while engine.has_unfinished():
-        engine.step()
-        run = engine._running.get("r") or engine._finished["r"]
-        entropies.append(gate_entropy(run.logits, 20))
-    gate = sorted(entropies)[len(entropies) // 2]
-    gated = HFEngine(model, recursion=Recursion(span=1, gate=gate))
-    outs = _run(gated, PROMPTS[0], seed=4)
-    # up to the first recursed token the runs agree, so at least the entropies before it are the plain ones
-    assert 0 < gated.recursion_stats.gated <= len(outs)
+    for gate_at in (None, "median"):
+        if gate_at is None:
+            engine = HFEngine(model)
+        else:
+            gate = sorted(entropies)[len(entropies) // 2]
+            engine, entropies = HFEngine(model, recursion=Recursion(span=1, gate=gate)), []
+        engine.configure(1.0, 20, STOP, False)
+        engine.add(Request("r", PROMPTS[0], 12, 4))
+        while engine.has_unfinished():
+            engine.step()
+            run = engine._running.get("r") or engine._finished["r"]
+            entropies.append(gate_entropy(run.logits, 20))  # the policy's entropy at the step's position
+    above = sum(e > gate for e in entropies)
+    assert 0 < above < len(entropies)
+    assert engine.recursion_stats.gated == above and engine.recursion_stats.tokens == len(entropies)
+
+
+def test_recurse_matches_the_layers_and_gets_the_position_from_the_engine(model, monkeypatch):
+    """recurse() with one iteration is the top layers on the last hidden state at the last fed position."""
+    import rollout.hf_engine as hf
+
+    layers, norm, rotary, head = decoder_parts(model)
+    ids = torch.tensor([PROMPTS[1]])
+    hidden = []
+    handle = layers[-1].register_forward_hook(lambda m, a, o: hidden.append(o[0, -1].clone()))
+    with torch.no_grad():
+        out = model(ids, use_cache=True)
+    handle.remove()
+    pos = torch.tensor([[ids.shape[1] - 1]])
+    h = hidden[-1].reshape(1, 1, -1)
+    with torch.no_grad():
+        rope = rotary(h, position_ids=pos)
+        for layer in layers[-2:]:
+            h = layer(h, attention_mask=None, position_ids=pos, past_key_values=_PeekCache(out.past_key_values),
+                      position_embeddings=rope)
+        manual = head(norm(h))[0, -1]
+    got = recurse(model, hidden[-1], out.past_key_values, ids.shape[1] - 1, Recursion(span=2, k_max=1),
+                  out.logits[0, -1])
+    torch.testing.assert_close(got, manual, rtol=1e-5, atol=1e-5)
+
+    positions = []
+    real = hf.recurse
+    monkeypatch.setattr(hf, "recurse", lambda *a, **k: positions.append(a[3]) or real(*a, **k))
+    outs = _run(HFEngine(model, recursion=Recursion(span=1, gate=0.0)), PROMPTS[1], max_tokens=5)
+    start = len(PROMPTS[1]) - 1  # the prompt's last position predicts the first token
+    assert positions == list(range(start, start + len(outs)))
+
+
+def test_models_the_recursion_cannot_reproduce_are_refused():
+    from transformers import GraniteConfig, GraniteForCausalLM, MistralConfig, MistralForCausalLM
+
+    common = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=16, max_position_embeddings=64)
+    windowed = MistralForCausalLM(MistralConfig(**common, sliding_window=4))
+    scaled = GraniteForCausalLM(GraniteConfig(**common, logits_scaling=8.0))
+    for model, why in ((windowed, "full-attention"), (scaled, "after the head")):
+        engine = HFEngine(model)
+        assert not engine.can_recurse and why in engine.why_no_recursion
+        with pytest.raises(ValueError, match=why):
+            engine.set_decoding(Recursion(span=1))
+        config = EagerConfig(fork_mode="recursion", recursion_span=1, max_new_tokens=4)
+        with pytest.raises(ValueError, match=why):
+            generate(engine, PROMPTS, config)
+    assert HFEngine(MistralForCausalLM(MistralConfig(**common, sliding_window=None))).can_recurse
 
 
 def test_convergence_stops_early_at_a_loose_tolerance(model):
@@ -161,10 +211,20 @@ def test_recursion_fork_mode_in_rollout_generate(model):
             with torch.no_grad():
                 logp = torch.log_softmax(model(ids).logits[0, -1].double(), -1)
             assert child.logprobs[ev.position] == pytest.approx(float(logp[ev.branch_token]), abs=1e-4)
+            # ...and the token is the recursed distribution's best other than the parent's
+            layers = decoder_parts(model)[0]
+            hidden = []
+            handle = layers[-1].register_forward_hook(lambda m, a, o: hidden.append(o[0, -1].clone()))
+            with torch.no_grad():
+                out = model(ids, use_cache=True)
+            handle.remove()
+            rec = recurse(model, hidden[-1], out.past_key_values, ids.shape[1] - 1, Recursion(span=2), out.logits[0, -1])
+            rec[ev.original_token] = -float("inf")
+            assert int(torch.argmax(rec)) == ev.branch_token
 
 
 class _NoRecursion:
-    """Any engine without `recursed_token` (vLLM's adapter is one)."""
+    """Any engine without `can_recurse` (vLLM's adapter is one)."""
 
     logprobs_after_temperature, max_model_len = True, 256
 
