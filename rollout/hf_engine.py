@@ -61,8 +61,8 @@ class HFEngine:
         try:
             check_recursable(model)
             self.why_no_recursion: str | None = None
-        except ValueError as exc:
-            self.why_no_recursion = str(exc)
+        except Exception as exc:  # whatever the check trips on, plain generation must still work
+            self.why_no_recursion = str(exc) or type(exc).__name__
         self.recursion_stats = RecursionStats()
         self.recursion_trace: list[list[float]] | None = None  # set to [] to log each gated token's distances
         self.set_decoding(recursion, greedy)
