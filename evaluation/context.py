@@ -116,14 +116,11 @@ class EvalContext:
     def engine(self) -> Any:
         if self._engine is None:
             engine = build_engine(self.cfg, self.params["dtype"], self.device)
-            if "eglr" in self.cfg.experiment_list():
+            if "eglr" in self.cfg.experiment_list() or self.cfg.fork_mode == "recursion":
                 from evaluation.eglr import check_spans
 
-                check_spans(engine, self.cfg.eglr_span_list())
-            elif self.cfg.fork_mode == "recursion":
-                from evaluation.eglr import check_spans
-
-                check_spans(engine, self.cfg.eglr_span_list()[:1])
+                spans = self.cfg.eglr_span_list()  # recursion forks use the first
+                check_spans(engine, spans if "eglr" in self.cfg.experiment_list() else spans[:1])
             self._engine = engine
         return self._engine
 

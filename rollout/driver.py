@@ -95,6 +95,7 @@ class Driver(PassScheduler):
                     "EagerConfig.fork_mode='recursion' needs an engine that can re-apply the model's layers: "
                     f"rollout.hf_engine.HFEngine (transformers) on a model EGLR supports; here {why} (README: EGLR)."
                 )
+            engine.enable_recursion()
             self.recursion = Recursion(config.recursion_span, config.recursion_k_max, tol=config.recursion_tol)
         self.live: dict[str, _Live] = {}
         self.live_count: dict[int, int] = defaultdict(int)

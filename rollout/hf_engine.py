@@ -58,23 +58,33 @@ class HFEngine:
         self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
         self._finished: dict[str, _Running] = {}  # requests that ended in the last step (a fork may still read them)
         self._hidden: torch.Tensor | None = None
-        try:
-            check_recursable(model)
-            self.why_no_recursion: str | None = None
-        except Exception as exc:  # whatever the check trips on, plain generation must still work
-            self.why_no_recursion = str(exc) or type(exc).__name__
+        self._keeps_hidden = False  # set once recursion is wanted: plain runs keep no hidden state, run no check
+        self._why_not: str | None | bool = False  # False: not checked yet
         self.recursion_stats = RecursionStats()
         self.recursion_trace: list[list[float]] | None = None  # set to [] to log each gated token's distances
         self.set_decoding(recursion, greedy)
+
+    @property
+    def why_no_recursion(self) -> str | None:
+        """Why EGLR cannot run on this model, or None when it can (checked once, on first use)."""
+        if self._why_not is False:
+            try:
+                check_recursable(self.model)
+                self._why_not = None
+            except Exception as exc:  # whatever the check trips on, plain generation must still work
+                self._why_not = str(exc) or type(exc).__name__
+        return self._why_not
 
     @property
     def can_recurse(self) -> bool:
         """True when EGLR can run on this model (`why_no_recursion` says why not)."""
         return self.why_no_recursion is None
 
-    def _require_recursion(self) -> None:
+    def enable_recursion(self) -> None:
+        """Keep each request's last hidden state from now on (EGLR starts from it); raise if EGLR cannot run."""
         if self.why_no_recursion is not None:
             raise ValueError(f"HFEngine cannot recurse: {self.why_no_recursion}")
+        self._keeps_hidden = True
 
     def _keep_hidden(self, module: Any, args: Any, output: Any) -> None:
         out = output[0] if isinstance(output, tuple) else output
@@ -84,7 +94,7 @@ class HFEngine:
         """How the next requests' tokens are chosen: sampled (or greedy) from the policy, or from the
         recursed distribution at gated positions when `recursion` has a span > 0."""
         if recursion is not None and recursion.span > 0:
-            self._require_recursion()
+            self.enable_recursion()
         self._recursion = recursion if recursion is not None and recursion.span > 0 else None
         self._greedy = greedy
 
@@ -136,11 +146,12 @@ class HFEngine:
     def recursed_token(self, request_id: str, exclude: int, recursion: Recursion) -> tuple[int, float]:
         """EGLR as a fork source: at the position that just produced `request_id`'s last token, the most
         likely token of the recursed distribution other than `exclude` (the parent's), with the policy's
-        log-prob of it after temperature (what the other fork modes report). Call it before the next step."""
-        self._require_recursion()
+        log-prob of it after temperature (what the other fork modes report). Call it before the next step,
+        on an engine that kept hidden states since the request started (`enable_recursion`)."""
         run = self._running.get(request_id) or self._finished.get(request_id)
         if run is None or run.hidden is None:
-            raise KeyError(f"recursed_token: request {request_id!r} did not produce a token in the last step.")
+            raise KeyError(f"recursed_token: request {request_id!r} produced no token in the last step, or the "
+                           "engine kept no hidden state for it (call enable_recursion() before adding requests).")
         logits = recurse(self.model, run.hidden, run.past, run.length - 1, recursion, run.logits, self.recursion_stats)
         logits = logits.clone()
         logits[exclude] = -float("inf")
@@ -150,9 +161,9 @@ class HFEngine:
     def _forward(self, run: _Running) -> torch.Tensor:
         ids = torch.tensor([run.pending], dtype=torch.long)
         pos = torch.arange(run.length, run.length + ids.shape[1]).unsqueeze(0)
-        # The last layer's output at the last position is kept only where EGLR can use it; the hook
+        # The last layer's output at the last position is kept only once EGLR is wanted; the hook
         # lives for this call only, so it neither fires during a recursion nor keeps the engine alive.
-        handle = last_layer(self.model).register_forward_hook(self._keep_hidden) if self.can_recurse else None
+        handle = last_layer(self.model).register_forward_hook(self._keep_hidden) if self._keeps_hidden else None
         try:
             out = self.model(input_ids=ids, position_ids=pos, past_key_values=run.past, use_cache=True, **self._last_only)
         finally:

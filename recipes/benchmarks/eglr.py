@@ -35,52 +35,43 @@ def write_problems(path: Path, tokenizer, n: int) -> list[list[int]]:
     return [tokenizer(r["question"], add_special_tokens=False)["input_ids"] for r in rows]
 
 
-def gated_token_cost(model_dir: Path, prompts: list[list[int]], span: int, args) -> dict[str, float]:
-    """Seconds per token, greedy, plain against every token recursed (best of `args.repeats`)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
+def greedy_run(model, prompts: list[list[int]], recursion, args):
+    """One greedy rollout per prompt on a fresh engine (`recursion` None: the plain model); (engine, seconds per token)."""
     from rollout import EagerConfig, generate
     from rollout.hf_engine import HFEngine
-    from rollout.recursion import Recursion
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    engine = HFEngine(model, recursion=recursion, greedy=True)
     config = EagerConfig(method="parallel", max_sequences=1, temperature=1.0, max_new_tokens=args.max_new_tokens,
                          seed=args.seed)
+    engine.recursion_trace = []
+    t0 = time.perf_counter()
+    result = generate(engine, prompts, config)
+    return engine, (time.perf_counter() - t0) / max(result.tokens_generated, 1)
+
+
+def gated_token_cost(model, prompts: list[list[int]], span: int, args) -> dict[str, float]:
+    """Seconds per token, greedy, plain against every token recursed (best of `args.repeats`)."""
+    from rollout.recursion import Recursion
+
     out: dict[str, float] = {}
     for name, recursion in (("plain", None), ("gated", Recursion(span, args.k_max, gate=0.0, tol=args.tol))):
-        engine = HFEngine(model, recursion=recursion, greedy=True)
-        best = float("inf")
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            result = generate(engine, prompts, config)
-            best = min(best, (time.perf_counter() - t0) / max(result.tokens_generated, 1))
-        out[f"{name}_s_per_token"] = best
+        runs = [greedy_run(model, prompts, recursion, args) for _ in range(args.repeats)]
+        out[f"{name}_s_per_token"] = min(seconds for _, seconds in runs)
         if recursion is not None:
-            stats = engine.recursion_stats
+            stats = runs[-1][0].recursion_stats
             out["iterations_per_gated_token"] = stats.iterations / max(stats.gated, 1)
     out["gated_token_cost"] = out["gated_s_per_token"] / out["plain_s_per_token"]
     return out
 
 
-def convergence_profile(model_dir: Path, prompts: list[list[int]], spans: list[int], args) -> dict[int, list[float]]:
+def convergence_profile(model, prompts: list[list[int]], spans: list[int], args) -> dict[int, list[float]]:
     """Per span: the mean total-variation distance between successive iterations, iteration by iteration
     (greedy rollouts, gate as configured, tolerance 0 so every gated token runs k_max iterations)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from rollout import EagerConfig, generate
-    from rollout.hf_engine import HFEngine
     from rollout.recursion import Recursion
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    config = EagerConfig(method="parallel", max_sequences=1, temperature=1.0, max_new_tokens=args.max_new_tokens,
-                         seed=args.seed)
     out = {}
     for span in spans:
-        engine = HFEngine(model, recursion=Recursion(span, args.k_max, gate=args.gate, tol=0.0), greedy=True)
-        engine.recursion_trace = []
-        generate(engine, prompts, config)
+        engine, _ = greedy_run(model, prompts, Recursion(span, args.k_max, gate=args.gate, tol=0.0), args)
         rows = engine.recursion_trace
         out[span] = [sum(r[k] for r in rows) / max(len(rows), 1) for k in range(args.k_max)]
     return out
@@ -145,10 +136,14 @@ def main(argv: list[str] | None = None) -> None:
     for key in sorted(k for k in row if k.startswith("pass_rate_L")):
         print(f"{key}={row[key]:.3f}")
 
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     spans = [int(s) for s in args.spans.split(",")]
-    for span, distances in convergence_profile(model_dir, prompts[: args.cost_prompts], spans, args).items():
+    for span, distances in convergence_profile(model, prompts[: args.cost_prompts], spans, args).items():
         print(f"tv_by_iteration_L{span}=" + ",".join(f"{d:.3f}" for d in distances))
-    cost = gated_token_cost(model_dir, prompts[: args.cost_prompts], max(spans), args)
+    cost = gated_token_cost(model, prompts[: args.cost_prompts], max(spans), args)
     print(f"plain_s_per_token={cost['plain_s_per_token']:.4f} gated_s_per_token(L={max(spans)})="
           f"{cost['gated_s_per_token']:.4f} iterations_per_gated_token={cost['iterations_per_gated_token']:.2f}")
     print(f"eglr_gated_token_cost={cost['gated_token_cost']:.2f}")

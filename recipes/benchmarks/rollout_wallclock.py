@@ -89,6 +89,14 @@ def sequential_floor(result, verifier: ExactVerifier) -> tuple[float, float]:
     return tokens / result.tokens_generated, passes / len(result.trees)
 
 
+def draw_extremes(right: int, total: int, draws: int) -> tuple[float, float]:
+    """(P(no right one), P(all right)) of `draws` samples drawn without replacement from `total`, `right` right."""
+    from math import comb
+
+    draws = min(draws, total)
+    return comb(total - right, draws) / comb(total, draws), comb(right, draws) / comb(total, draws)
+
+
 def one_pass_widths(result, verifier: ExactVerifier) -> list[tuple[float, float]]:
     """Per width w = 1..M: (expected prompts solved, expected tokens / parallel's) of one pass of w
     independent samples per prompt, drawn from parallel's own M (a random subset of w, exact expectation).
@@ -97,13 +105,11 @@ def one_pass_widths(result, verifier: ExactVerifier) -> list[tuple[float, float]
     prompt equally wide: with c right among a prompt's n samples, w of them miss every right one
     with probability C(n - c, w) / C(n, w).
     """
-    from math import comb
-
     trees = [[(verifier(t.prompt_index, s.tokens), s.n_generated) for s in t.kept()] for t in result.trees]
     n = max(len(t) for t in trees)
     out = []
     for w in range(1, n + 1):
-        solved = sum(1 - comb(len(t) - sum(v for v, _ in t), w) / comb(len(t), w) for t in trees if len(t) >= w)
+        solved = sum(1 - draw_extremes(sum(v for v, _ in t), len(t), w)[0] for t in trees if len(t) >= w)
         tokens = sum(sum(k for _, k in t) * w / len(t) for t in trees if len(t) >= w)
         out.append((solved, tokens / result.tokens_generated))
     return out

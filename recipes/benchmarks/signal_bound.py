@@ -113,11 +113,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def _fixed(right: int, total: int, draws: int) -> tuple[float, float, float]:
     """(P(signal), E[right drawn], E[wrong drawn]) of `draws` draws without replacement, no stop."""
-    from math import comb
+    from recipes.benchmarks.rollout_wallclock import draw_extremes
 
     draws = min(draws, total)
-    none_right = comb(total - right, draws) / comb(total, draws)
-    all_right = comb(right, draws) / comb(total, draws)
+    none_right, all_right = draw_extremes(right, total, draws)
     return 1.0 - none_right - all_right, draws * right / total, draws * (total - right) / total
 
 
