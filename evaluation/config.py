@@ -1,39 +1,54 @@
 """`eager-eval`'s parameters: the seed's flags, the engine's, and what users need beyond them.
 
-The command line is generated from `EvalConfig`'s fields (names, types, defaults, help),
-so the dataclass is the one place a flag is defined.
+The command line is generated from `EvalConfig`'s fields (names, types, defaults, help), so
+the dataclass is the one place a flag is defined. The rollout's settings are not declared
+here: every `rollout.EagerConfig` field is a flag of the same name, type and help (with the
+paper's test-time defaults, `rollout.config.TEST_TIME_DEFAULTS`), except those set from
+eager-eval's own flags or the tokenizer (`DERIVED`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, get_args, get_type_hints
 
 from evaluation.data import TASKS
-from rollout.config import FORK_MODES
+from rollout.config import TEST_TIME_DEFAULTS, EagerConfig, SettingError, surface_fields
 
 EXPERIMENT_CHOICES = ("parallel", "eager_init", "eager_adapt", "eager", "all", "eglr")
 ORDER = ("parallel", "eager_init", "eager_adapt", "eager")  # what `all` runs, in this order (eglr needs --backend hf)
+# The rollout settings eager-eval does not take as `--<name>`: where each comes from instead.
+DERIVED = {
+    "method": "--experiments (each experiment is a method)",
+    "max_new_tokens": "--max_new_tokens (None: max_model_len minus the longest prompt)",
+    "stop_token_ids": "the tokenizer's EOS id",
+    "think_end_token_id": "the tokenizer's </think>, when it is one token",
+    "recursion_span": "the first of --eglr_spans",
+    "online": "off: eager-eval runs the paper's two phases, resumable prompt by prompt",
+    "pass_start_limit": "none: a setting of online runs (training)",
+    "pass_roots": "none: a setting of online runs (training)",
+}
+
+EvalRolloutFields = make_dataclass(
+    "EvalRolloutFields", surface_fields(skip=tuple(DERIVED), defaults=TEST_TIME_DEFAULTS))
+EvalRolloutFields.__module__ = __name__
+ROLLOUT_FLAGS = tuple(name for name, _, _ in surface_fields(skip=tuple(DERIVED)))
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(EvalRolloutFields):
     """A test-time experiment: which model, which data, which methods, where the results go."""
 
-    model_name: str = field(metadata={"help": "Hub id or local directory of the model (and its tokenizer)."})
+    model_name: str = field(kw_only=True, metadata={"help": "Hub id or local directory of the model (and its tokenizer)."})
     data_name: str = field(
+        kw_only=True,
         metadata={
             "help": "Hub dataset id (Maxwell-Jia/AIME_2024, opencompass/AIME2025, MathArena/hmmt_feb_2025, "
             "fingertap/GPQA-Diamond, evalplus/humanevalplus, ...) or a local .jsonl/.json/.parquet file."
-        }
+        },
     )
-    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature; must be > 0 (paper: 0.6)."})
-    entropy_threshold: float = field(
-        default=2.5, metadata={"help": "Branching threshold in nats (about 2.0 for eager_init, 2.2-2.5 for eager)."}
-    )
-    max_sequences: int = field(default=32, metadata={"help": "Budget M: sequences per prompt (paper: 32)."})
     experiments: str = field(
         default="all",
         metadata={"help": "eager and eager_adapt reuse eager_init's results. eglr (entropy-gated latent recursion, "
@@ -45,7 +60,6 @@ class EvalConfig:
         default=None,
         metadata={"help": "Results directory (the experiment's id). Default: outputs/<model>/<data>/<timestamp>."},
     )
-    seed: int = field(default=55, metadata={"help": "Random seed (the seed repository's default is 55)."})
     # Engine.
     backend: str = field(
         default="vllm",
@@ -64,28 +78,15 @@ class EvalConfig:
     max_new_tokens: int | None = field(
         default=None, metadata={"help": "Cap on each sequence's tokens. Default: max_model_len - longest prompt."}
     )
-    fork_mode: str = field(
-        default="top2",
-        metadata={
-            "help": "top2 is the paper's (parent rank 1, child rank 2); resample keeps every sequence a policy sample; "
-            "recursion (--backend hf): the child takes the EGLR-recursed distribution's best other token, with span "
-            "--eglr_spans' first, --eglr_k_max and --eglr_tol.",
-            "choices": FORK_MODES,
-        },
-    )
     prompt_batch_size: int = field(
         default=0,
         metadata={"help": "Prompts generated at once in parallel/eager_init (0: all). Smaller saves memory on GPU."},
     )
-    # EGLR (--experiments eglr).
+    # EGLR (--experiments eglr; --fork_mode recursion forks with the first span).
     eglr_spans: str = field(
         default="2,4,8", metadata={"help": "eglr: comma-separated spans L (top decoder layers re-applied), each >= 1."}
     )
     eglr_samples: int = field(default=4, metadata={"help": "eglr: temperature samples T per span."})
-    eglr_k_max: int = field(default=4, metadata={"help": "eglr: most re-applications per gated token."})
-    eglr_tol: float = field(
-        default=0.02, metadata={"help": "eglr: total-variation distance between iterations at which recursion stops."}
-    )
     # Data.
     limit: int | None = field(default=None, metadata={"help": "Use only the first N prompts of the dataset."})
     question_column: str | None = field(default=None, metadata={"help": "Question column (found automatically)."})
@@ -118,18 +119,10 @@ class EvalConfig:
         def bad(name: str, why: str) -> ValueError:
             return ValueError(f"--{name}={getattr(self, name)!r}: {why}")
 
-        if not self.temperature > 0:
-            raise bad("temperature", "EAGer samples; use a temperature > 0 (the paper uses 0.6).")
         if self.experiments not in EXPERIMENT_CHOICES:
             raise bad("experiments", f"choose one of {EXPERIMENT_CHOICES}.")
-        if self.fork_mode not in FORK_MODES:
-            raise bad("fork_mode", f"choose one of {FORK_MODES}.")
         if self.backend not in ("vllm", "hf"):
             raise bad("backend", "choose vllm or hf.")
-        if self.max_sequences < 1:
-            raise bad("max_sequences", "the budget M must be at least 1.")
-        if self.entropy_threshold < 0:
-            raise bad("entropy_threshold", "entropies are >= 0 nats.")
         if self.limit is not None and self.limit < 1:
             raise bad("limit", "use at least 1 prompt.")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -152,10 +145,18 @@ class EvalConfig:
             raise bad("eglr_spans", "give distinct spans >= 1, comma-separated, e.g. 2,4,8.")
         if self.eglr_samples < 1:
             raise bad("eglr_samples", "at least one sample per span.")
-        if self.eglr_k_max < 1:
-            raise bad("eglr_k_max", "at least one re-application.")
-        if not 0 <= self.eglr_tol < 1:
-            raise bad("eglr_tol", "a total-variation distance in [0, 1).")
+        self.rollout_settings(max_new_tokens=self.max_new_tokens or 1)  # rollout's own checks, named as flags
+
+    def rollout_settings(self, **overrides: Any) -> EagerConfig:
+        """The `rollout.EagerConfig` of these flags (`overrides`: what the data decides, e.g. max_new_tokens)."""
+        values = {name: getattr(self, name) for name in ROLLOUT_FLAGS}
+        values["recursion_span"] = self.eglr_span_list()[0] if self.fork_mode == "recursion" else 0
+        values.update(overrides)
+        try:
+            return EagerConfig(**values)
+        except SettingError as err:
+            label = {"recursion_span": "--eglr_spans"}.get(err.name, f"--{err.name}")
+            raise err.rename(label) from None
 
     def eglr_span_list(self) -> list[int]:
         return [int(x) for x in self.eglr_spans.split(",") if x.strip()]

@@ -20,11 +20,13 @@ from evaluation import data as data_mod
 from evaluation.config import EvalConfig
 from evaluation.data import Problem
 from evaluation.scoring import AnswerScorer
-from rollout.config import EagerConfig
+from rollout.config import EagerConfig, non_default
 
 logger = logging.getLogger(__name__)
 
 _MULTIPROC_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
+# Rollout settings the header records elsewhere or that do not shape a results file's samples.
+_NOT_IN_HEADER = ("method", "extra_cap", "stop_token_ids", "recursion_span", "recursion_k_max", "recursion_tol")
 
 
 class ModelError(ValueError):
@@ -60,7 +62,7 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
-    # float32 on CPU: bf16 crashed vLLM's CPU attention kernel on short prompts (VLLM_CPU.md).
+    # float32 on CPU: bf16 crashed vLLM's CPU attention kernel (SIGILL) on prompts shorter than about 7 tokens.
     if dtype != "auto":
         return dtype
     return "float32" if device == "cpu" else "auto"
@@ -99,10 +101,11 @@ class EvalContext:
         """The parameter part of a results file (what resume compares)."""
         params, c = dict(self.params), self.cfg
         if experiment == "eglr":
-            params.update(eglr_spans=c.eglr_span_list(), eglr_samples=c.eglr_samples, eglr_k_max=c.eglr_k_max,
-                          eglr_tol=c.eglr_tol)
+            params.update(eglr_spans=c.eglr_span_list(), eglr_samples=c.eglr_samples, eglr_k_max=c.recursion_k_max,
+                          eglr_tol=c.recursion_tol)
         elif c.fork_mode == "recursion" and experiment != "parallel":  # what the forks use, nothing else
-            params.update(recursion_span=c.eglr_span_list()[0], recursion_k_max=c.eglr_k_max, recursion_tol=c.eglr_tol)
+            params.update(recursion_span=c.eglr_span_list()[0], recursion_k_max=c.recursion_k_max,
+                          recursion_tol=c.recursion_tol)
         return {
             "experiment_name": self.experiment_name,
             "experiment": experiment,
@@ -187,25 +190,22 @@ def build_context(cfg: EvalConfig) -> EvalContext:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     stop = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    rollout_config = EagerConfig(
-        method="eager_init", max_sequences=cfg.max_sequences, entropy_threshold=cfg.entropy_threshold,
-        temperature=cfg.temperature, max_new_tokens=max_new, fork_mode=cfg.fork_mode, seed=cfg.seed,
-        recursion_span=cfg.eglr_span_list()[0] if cfg.fork_mode == "recursion" else 0,
-        recursion_k_max=cfg.eglr_k_max, recursion_tol=cfg.eglr_tol,
-        think_end_token_id=think_end_id(tokenizer), stop_token_ids=stop,
-    )
-    rc = rollout_config
+    rollout_config = cfg.rollout_settings(
+        method="eager_init", max_new_tokens=max_new, think_end_token_id=think_end_id(tokenizer), stop_token_ids=stop)
     params = {
-        # the seed's five first, then what else shapes the samples
+        # the seed's five first, then what else shapes the samples (keys as older results files have them)
         "model_name": cfg.model_name, "temperature": cfg.temperature, "entropy_threshold": cfg.entropy_threshold,
         "max_sequences": cfg.max_sequences, "seed": cfg.seed, "max_new_tokens": max_new,
         "fork_mode": cfg.fork_mode, "backend": cfg.backend, "dtype": dtype,
-        "top_logprobs": rc.top_logprobs, "p99_floor": rc.p99_floor, "branch_patience": rc.branch_patience,
-        "think_end_token_id": rc.think_end_token_id, "eager_extra_cap": rc.eager_extra_cap,
-        "adapt_extra_cap": rc.adapt_extra_cap, "max_retries": rc.max_retries,
+        "top_logprobs": rollout_config.top_logprobs, "p99_floor": rollout_config.p99_floor,
+        "branch_patience": rollout_config.branch_patience, "think_end_token_id": rollout_config.think_end_token_id,
+        "eager_extra_cap": rollout_config.extra_cap, "adapt_extra_cap": rollout_config.adapt_extra_cap,
+        "max_retries": rollout_config.max_retries,
         "chat_template": cfg.chat_template, "enable_thinking": cfg.enable_thinking,
         "prompt_template": cfg.prompt_template,
     }
+    # Every other rollout setting that shapes the samples, when it is not its default (older files match).
+    params.update(non_default(rollout_config, skip=(*params, *_NOT_IN_HEADER)))
     data_info = {
         "data_name": cfg.data_name, "split": cfg.split, "subset": cfg.subset, "limit": cfg.limit, **resolved,
         "num_prompts": len(problems), "fingerprint": _fingerprint(prompt_ids, problems),

@@ -91,7 +91,7 @@ def run_eglr(ctx: EvalContext, store: Any, on_record: Any) -> None:
             chunk = todo[start : start + size]
             parts: dict[int, list[tuple[PoolRun, PromptTree]]] = {i: [] for i in chunk}
             for run in plan(spans, samples):
-                recursion = Recursion(run.span, cfg.eglr_k_max, cfg.entropy_threshold, cfg.eglr_tol) if run.span else None
+                recursion = Recursion(run.span, cfg.recursion_k_max, cfg.entropy_threshold, cfg.recursion_tol) if run.span else None
                 engine.set_decoding(recursion, greedy=run.greedy)
                 config = dataclasses.replace(base, max_sequences=run.rollouts)
                 result = rollout.generate(engine, ctx.prompt_ids, config, active=chunk)

@@ -1,6 +1,6 @@
 """The paper's per-prompt metrics and their averages over a run.
 
-Per prompt with k sequences (EAGER.md): Pass@k = any sequence correct; Cons@k = the
+Per prompt with k sequences (as the EAGer paper reports them): Pass@k = any sequence correct; Cons@k = the
 majority-vote answer is correct (ties go to the answer seen first); PassRate = fraction of
 sequences correct; #T = tokens generated (shared prefixes once); #S = sequences. A score
 of None (no answer, or a gold that cannot be checked) counts as wrong.

@@ -25,7 +25,7 @@ def plan_shares(trees: list[PromptTree], config: EagerConfig) -> dict[str, Any]:
     """
     shares = rollout.plan_saved_budget(trees, config)
     m = max((t.budget for t in trees), default=0)
-    cap = (config.eager_extra_cap if config.method == "eager" else config.adapt_extra_cap) * m
+    cap = (config.extra_cap if config.method == "eager" else config.adapt_extra_cap) * m
     return {
         "saved_budget": sum(t.budget for t in trees) - sum(t.n_sequences for t in trees),
         "targets": list(shares),

@@ -26,7 +26,7 @@ import rollout
 from evaluation.context import EvalContext
 from evaluation.phase2 import plan_shares, spend_shares
 from evaluation.records import record_to_tree, tree_to_record
-from evaluation.scoring import LabelVerifier, lowest_centroid
+from evaluation.scoring import label_verifier, lowest_centroid
 from evaluation.store import ResultsError, ResultsFile, param_diff, read_results, results_filename
 from rollout.types import PromptTree
 
@@ -200,7 +200,7 @@ def run_phase2(ctx: EvalContext, experiment: str) -> ResultsFile:
             bar.update(1)
             _test_stop_point()
 
-        verifier = LabelVerifier(ctx.problems, ctx.tokenizer, ctx.scorer) if experiment == "eager" else None
+        verifier = label_verifier(ctx.problems, ctx.tokenizer, ctx.scorer) if experiment == "eager" else None
         spend_shares(engine, trees, config, shares, active, verifier, on_done)
     store.write(time.perf_counter() - t0, ctx.cfg.notes)
     return store

@@ -3,7 +3,7 @@
 Math and multiple-choice answers are the last `\\boxed{}` (brace-matched), checked by
 `rewards.Verifier`; code completions (HumanEval+) run against the row's tests in the
 sandbox of `rewards.code` (the recorded answer is the last ```python block).
-`LabelVerifier` adapts this to the callable label-aware EAGer wants:
+`label_verifier` adapts this to the callable label-aware EAGer wants:
 `verifier(prompt_index, completion_ids) -> bool | None`.
 """
 
@@ -58,6 +58,10 @@ class AnswerScorer:
         # The verifier reads the completion itself (last box) and grades a batch in its worker pool.
         return answers, list(self._verifier(problem.task).batch(texts, [problem.target] * len(texts)))
 
+    def grade(self, text: str, problem: Problem) -> float | None:
+        """One completion's verdict (`rewards.GoldVerifier`'s grade)."""
+        return self.score_texts(problem, [text])[1][0]
+
     def score_answer(self, problem: Problem, answer: str | None) -> float | None:
         """Verdict of an already extracted answer (files that kept answers, not completions)."""
         if answer is None:
@@ -74,23 +78,13 @@ class AnswerScorer:
         return [float(x) for x in scores]
 
 
-class LabelVerifier:
+def label_verifier(problems: list[Problem], tokenizer: Any, scorer: AnswerScorer) -> rewards.GoldVerifier:
     """`verifier(prompt_index, completion_ids) -> bool | None` for label-aware EAGer.
 
     `problems[prompt_index]` must be the problem of the `prompt_index`-th prompt handed to
     rollout (the batch's order, not the dataset's).
     """
-
-    def __init__(self, problems: list[Problem], tokenizer: Any, scorer: AnswerScorer) -> None:
-        self.problems = problems
-        self.tokenizer = tokenizer
-        self.scorer = scorer
-
-    def __call__(self, prompt_index: int, completion_ids: list[int]) -> bool | None:
-        problem = self.problems[prompt_index]
-        text = self.tokenizer.decode(completion_ids, skip_special_tokens=True)
-        score = self.scorer.score_texts(problem, [text])[1][0]
-        return None if score is None else score >= 1.0
+    return rewards.GoldVerifier(lambda ids: tokenizer.decode(ids, skip_special_tokens=True), problems, scorer.grade)
 
 
 def lowest_centroid(entropy_lists: list[list[float]], answers: list[str | None], tau: float = 0.1) -> int | None:

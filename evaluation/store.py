@@ -25,8 +25,11 @@ from evaluation import metrics
 logger = logging.getLogger(__name__)
 
 EXPERIMENTS = ("parallel", "eager_init", "eager_adapt", "eager", "eglr")
-# Parameters that do not shape what an experiment generates (parallel never branches; eglr samples a fixed pool).
-_IGNORED_BY = {"parallel": {"entropy_threshold", "fork_mode"}, "eglr": {"max_sequences", "fork_mode"}}
+# Parameters that do not shape what an experiment generates (parallel never branches; eglr samples a fixed pool;
+# only label-aware eager stops on verdicts).
+_LABEL_AWARE = {"stop_rule", "solved_min_correct", "solved_min_incorrect", "signal_easy_k", "on_solved"}
+_IGNORED_BY = {"parallel": {"entropy_threshold", "fork_mode", *_LABEL_AWARE}, "eager_init": _LABEL_AWARE,
+               "eager_adapt": _LABEL_AWARE, "eglr": {"max_sequences", "fork_mode", *_LABEL_AWARE}}
 # What may differ between files of one directory: the threshold is in the file name,
 # each phase-2 file names the eager_init run it extends, and only the eglr file has eglr settings.
 _PER_FILE = {"params.entropy_threshold", "data.eager_init_run", "params.eglr_spans", "params.eglr_samples",

@@ -25,6 +25,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from recipes.engine_env import cpu_engine_env
+from recipes.heldout import CheckpointScorer
 
 logger = logging.getLogger(__name__)
 RECIPES = Path(__file__).resolve().parent
@@ -53,18 +54,15 @@ def prepare(cfg: DemoConfig) -> tuple[Path, Path, Path]:
     return model, train, heldout
 
 
-def heldout_accuracy(model_dir: Path | str, cfg: DemoConfig) -> float:
-    """Accuracy of one sample per held-out problem at the recipe temperature, in a fresh process.
+def heldout_scorer(model: Path, cfg: DemoConfig) -> CheckpointScorer:
+    """One engine that scores the model and every checkpoint: one sample per held-out problem at T=1."""
+    from recipes.arithmetic.evaluate import RECIPE_TEMPERATURE, max_completion_tokens
+    from recipes.arithmetic.task import heldout_problems, is_correct
 
-    A subprocess keeps each vLLM engine's memory and threads out of the demo's own process.
-    """
-    code = ("import sys; from recipes.arithmetic.evaluate import evaluate; "
-            f"print('ACC', evaluate(sys.argv[1], n={cfg.heldout}, seed={cfg.seed}).accuracy)")
-    out = subprocess.run([sys.executable, "-c", code, str(model_dir)], capture_output=True, text=True, env=_env())
-    for line in out.stdout.splitlines():
-        if line.startswith("ACC "):
-            return float(line.split()[1])
-    raise RuntimeError(f"held-out evaluation of {model_dir} failed:\n{out.stderr[-3000:]}")
+    problems = heldout_problems(cfg.heldout)
+    return CheckpointScorer(model, [p.prompt for p in problems], [p.answer for p in problems], is_correct,
+                            max_tokens=max_completion_tokens(max(p.digits for p in problems)),
+                            temperature=RECIPE_TEMPERATURE, seed=cfg.seed)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -98,14 +96,14 @@ def step_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
     return {row["step"]: row for row in state["log_history"] if "eager/rollout_tokens" in row}
 
 
-def curve(cfg: DemoConfig, run_dir: Path, before: float) -> list[tuple[float, float, float]]:
+def curve(scorer: CheckpointScorer, run_dir: Path, before: float) -> list[tuple[float, float, float]]:
     """(cumulative rollout tokens, cumulative training seconds, held-out accuracy) at step 0 and every checkpoint."""
     metrics = step_metrics(run_dir)
     points = [(0.0, 0.0, before)]
     for ckpt in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
         step = int(ckpt.name.split("-")[1])
         row = metrics[step]
-        points.append((row["eager/rollout_tokens_cumulative"], row["eager/train_wall_s"], heldout_accuracy(ckpt, cfg)))
+        points.append((row["eager/rollout_tokens_cumulative"], row["eager/train_wall_s"], scorer.score(ckpt).mean))
     return points
 
 
@@ -165,13 +163,14 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, train_file, _ = prepare(cfg)
-    before = heldout_accuracy(model, cfg)
+    scorer = heldout_scorer(model, cfg)
+    before = scorer.score().mean
     logger.info("held-out accuracy before RL: %.3f", before)
     group = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     summaries, curves = [], {}
     for generator in cfg.generators:
         run_dir, wall = train(cfg, generator, model, train_file, group)
-        curves[generator] = curve(cfg, run_dir, before)
+        curves[generator] = curve(scorer, run_dir, before)
         summaries.append(summarize(generator, run_dir, wall, curves[generator]))
     report(summaries, curves, out_dir)
 

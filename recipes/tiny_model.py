@@ -2,8 +2,8 @@
 
 Nothing can be downloaded on the development machines, so every model the project runs on is
 made here from a config (seconds). Qwen2 is the family both transformers and vLLM load;
-heads are 64 wide (bf16 with 32-wide heads crashed vLLM's CPU attention kernel, see the
-shared spec VLLM_CPU.md) and weights are float32 safetensors.
+heads are 64 wide (bf16 with 32-wide heads crashed vLLM's CPU attention kernel with SIGILL on
+short prompts) and weights are float32 safetensors.
 
 Presets are cached under `cache_root() / "models"`, one directory per hash of everything that
 defines the model, so a changed config builds a new one instead of reusing a stale one.
@@ -120,7 +120,7 @@ def save_model(
     tokenizer: PreTrainedTokenizerBase | None,
     meta: dict,
 ) -> Path:
-    """Write weights, config, generation config, tokenizer, then the spec file that marks it complete."""
+    """Write weights, config, generation config, tokenizer, then `SPEC_FILE`, which marks the model complete."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.to(torch.float32).save_pretrained(out)

@@ -6,6 +6,7 @@ Public API:
     verify_batch(predictions, golds, kind="math") -> list[float | None]
     submit_batch(predictions, golds, kind="math") -> Future[list[float | None]]
     Verifier(kind="math", timeout_s=5.0, require_box=True)  picklable; (prediction, gold) -> score
+    GoldVerifier(decode, golds, grade=Verifier())            (prompt_index, completion_ids) -> right? for EAGer
     boxed_accuracy, choice_accuracy, format_reward           TRL reward functions
     BoxedAccuracy(gold_column=...), ChoiceAccuracy(...)      configurable TRL reward functions
     VerifierPool, get_default_pool, set_default_pool, shutdown_default_pool
@@ -30,7 +31,7 @@ from rewards.centroid import (
 from rewards.code import CodeAccuracy, CodeResult, code_accuracy, run_tests
 from rewards.extract import extract_boxed, normalize_gold
 from rewards.pool import VerifierPool, get_default_pool, set_default_pool, shutdown_default_pool
-from rewards.verifier import Verifier, submit_batch, verify_batch
+from rewards.verifier import GoldVerifier, Verifier, submit_batch, verify_batch
 
 __all__ = [
     "BoxedAccuracy",
@@ -38,6 +39,7 @@ __all__ = [
     "CodeAccuracy",
     "CodeResult",
     "EntropyCentroidReward",
+    "GoldVerifier",
     "Verifier",
     "VerifierPool",
     "boxed_accuracy",

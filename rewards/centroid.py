@@ -1,7 +1,6 @@
 """Entropy centroid: where in a trajectory its uncertainty sits, as a label-free signal.
 
-From "Entropy Centroids as Intrinsic Rewards" (arXiv 2604.26173), as specified in
-`shared/spec/EAGER.md`:
+From "Entropy Centroids as Intrinsic Rewards" (arXiv 2604.26173):
 - A High Entropy Phase starts at a token whose entropy is at or above the trajectory's
   top-1% percentile (its 99th percentile) and ends once c = 2 consecutive tokens are at or
   below its 80th percentile; the phase's duration excludes those c tokens.
@@ -10,7 +9,7 @@ From "Entropy Centroids as Intrinsic Rewards" (arXiv 2604.26173), as specified i
 - Lowest Centroid selection: drop trajectories with no phase, drop those more than tau = 0.1
   below the mean centroid (outliers), take the lowest remaining.
 
-Choices the spec leaves open, made here:
+Choices the paper leaves open, made here:
 - Unknown entropies: the rollout marks a token a forked child inherited from its parent
   with -1.0 (`rollout.INHERITED`). Such entries are ignored, not rejected: they count in
   positions and in L (so s / L is a position in the whole completion), but not in the

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -147,3 +147,23 @@ class Verifier:
 
     def __repr__(self) -> str:
         return f"Verifier(kind={self.kind!r}, timeout_s={self.timeout_s}, require_box={self.require_box})"
+
+
+class GoldVerifier:
+    """`verifier(prompt_index, completion_ids) -> bool | None`: what label-aware EAGer calls as sequences finish.
+
+    Decodes the completion (`decode`, e.g. the tokenizer's), grades it against the gold of its
+    prompt (`golds[prompt_index]`, in the order the prompts were handed to the rollout) with
+    `grade(text, gold) -> score | None` (default: `Verifier()`, math-verify in the worker pool),
+    and says whether it is right; None when the grader could not decide (the gold is unusable).
+    Called from the rollout's background threads: `grade` must be thread-safe (`Verifier` is).
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str], golds: Sequence[Any],
+                 grade: Callable[[str, Any], float | bool | None] | None = None) -> None:
+        self.decode, self.golds = decode, golds
+        self.grade = grade if grade is not None else Verifier()
+
+    def __call__(self, prompt_index: int, completion_ids: list[int]) -> bool | None:
+        score = self.grade(self.decode(completion_ids), self.golds[prompt_index])
+        return None if score is None else float(score) >= 1.0

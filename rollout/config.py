@@ -1,9 +1,19 @@
-"""Parameters of a rollout run, checked once, with errors that say what to change."""
+"""Every rollout setting, declared once, checked once, with errors that say what to change.
+
+`EagerConfig` is the source of the rollout's settings. The trainer (`trainers.EagerGRPOConfig`,
+as `eager_<name>` fields) and `eager-eval` (as `--<name>` flags) generate their fields from
+it with `surface_fields`: the same type, default and help. A surface that sets a field from
+something else of its own (TRL's `temperature`, the tokenizer's EOS ids) says so in its own
+`DERIVED` table. Validation runs here only; `SettingError` carries the field's name so that
+each surface can report it as its user typed it (`rename`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, get_type_hints
 
 METHODS = ("parallel", "eager_init", "eager_adapt", "eager")
 FORK_MODES = ("top2", "alternative", "resample", "recursion")
@@ -11,27 +21,46 @@ ENTROPY_SOURCES = ("topk", "full_vocab")
 ON_SOLVED = ("finish", "abort")
 STOP_RULES = ("solved", "signal")
 
+# The paper's test-time settings (M = 32, the paper's top2 fork, theta 2.5 for label-aware EAGer) and
+# the seed repository's seed: eager-eval's defaults, where training keeps EagerConfig's own.
+TEST_TIME_DEFAULTS: dict[str, Any] = {"max_sequences": 32, "entropy_threshold": 2.5, "fork_mode": "top2", "seed": 55}
+
+
+class SettingError(ValueError):
+    """A setting's value cannot work; `name` is the EagerConfig field, `why` says what to change."""
+
+    def __init__(self, name: str, value: Any, why: str, label: str | None = None) -> None:
+        self.name, self.value, self.why = name, value, why
+        super().__init__(f"{label or 'EagerConfig.' + name}={value!r}: {why}")
+
+    def rename(self, label: str) -> SettingError:
+        """The same error, naming the field as a surface spells it (`eager_entropy_threshold`, `--seed`)."""
+        return SettingError(self.name, self.value, self.why, label)
+
 
 @dataclass
 class EagerConfig:
-    """How to generate rollouts for a batch of prompts (see shared spec EAGER.md)."""
+    """How to generate rollouts for a batch of prompts."""
 
-    method: str = field(default="eager_init", metadata={"help": f"One of {METHODS}."})
+    method: str = field(default="eager_init", metadata={"help": f"One of {METHODS}.", "choices": METHODS})
     max_sequences: int = field(default=8, metadata={"help": "Budget M: max sequences (leaves) per prompt."})
     entropy_threshold: float = field(
-        default=2.0, metadata={"help": "theta, in nats on the T=1 scale of the top-k distribution."}
+        default=2.0,
+        metadata={"help": "Fork where the top-k token entropy (nats, on the T=1 scale) exceeds this; the paper uses "
+                  "about 2.0 for eager_init and 2.2-2.5 for eager. Lower means more forks."},
     )
-    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature; must be > 0."})
+    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature; must be > 0 (paper: 0.6)."})
     max_new_tokens: int = field(default=256, metadata={"help": "Cap on completion tokens of every sequence."})
     fork_mode: str = field(
         default="resample",
         metadata={
-            "help": "top2 (paper: parent takes rank 1, child rank 2; off-policy), alternative (parent keeps its "
-            "sample, child takes the best other token), resample (child re-samples the position: every "
-            "sequence stays an exact policy sample), recursion (EGLR: parent keeps its sample, child takes the "
-            "most likely other token of the distribution recursed through the top recursion_span layers; "
-            "transformers engine only; off-policy like top2: the child's token is not a policy sample, and its "
-            "reported log-prob is the policy's)."
+            "help": "Token choice at a fork. resample (the default for RL): the child re-samples the position, so "
+            "every sequence is an exact sample of the policy. alternative: the parent keeps its sample, the child "
+            "takes the best other token. top2 (the paper's): parent forced to rank 1, child to rank 2. recursion "
+            "(EGLR, transformers engine only): the parent keeps its sample, the child takes the best other token of "
+            "the distribution recursed through the top recursion_span layers. alternative, top2 and recursion make "
+            "the forced tokens off-policy (their reported log-probs are the policy's).",
+            "choices": FORK_MODES,
         },
     )
     recursion_span: int = field(
@@ -47,15 +76,17 @@ class EagerConfig:
     entropy_source: str = field(
         default="topk",
         metadata={
-            "help": "topk (paper, what the thresholds were tuned on) or full_vocab (opt-in; thresholds are not "
-            "comparable, and on vLLM it asks for every token's log-prob, which is slow for large vocabularies)."
+            "help": "topk (the paper's, what the thresholds were tuned on) or full_vocab (opt-in; thresholds are not "
+            "comparable, and on vLLM it asks for every token's log-prob, which is slow for large vocabularies).",
+            "choices": ENTROPY_SOURCES,
         },
     )
     p99_floor: bool = field(
         default=True, metadata={"help": "Raise the threshold to the P99 of the prompt's entropies so far."}
     )
     branch_patience: int = field(
-        default=1000, metadata={"help": "Stop branching a prompt after this many steps without a fork."}
+        default=1000,
+        metadata={"help": "Stop branching a prompt after this many generation steps without a fork (paper: 1000)."},
     )
     think_end_token_id: int | None = field(
         default=None, metadata={"help": "Token id of </think>: no fork after it. None for models that don't think."}
@@ -64,9 +95,14 @@ class EagerConfig:
         default_factory=list, metadata={"help": "Extra token ids that end a sequence (besides the model's EOS)."}
     )
     seed: int = field(default=0, metadata={"help": "Base seed; each request gets a seed derived from it."})
-    # Budget re-spending (eager, eager_adapt).
-    eager_extra_cap: int = field(default=1, metadata={"help": "eager: extra budget per unsolved prompt, in units of M."})
-    adapt_extra_cap: int = field(default=3, metadata={"help": "eager_adapt: extra budget per hard prompt, in units of M."})
+    # When a prompt gets more budget and when it stops (rollout.schedule).
+    extra_cap: int = field(
+        default=1, metadata={"help": "eager: an unsolved prompt may take up to this many extra budgets M."}
+    )
+    adapt_extra_cap: int = field(
+        default=3, metadata={"help": "eager_adapt: a hard prompt (one that used its whole budget) may take up to this "
+                             "many extra budgets M."}
+    )
     max_retries: int = field(default=16, metadata={"help": "Upper bound on extra passes per prompt."})
     online: bool = field(
         default=False,
@@ -91,17 +127,22 @@ class EagerConfig:
         metadata={"help": "online: root sequences an extra pass starts with (budget allowing); the paper's passes "
                   "start with one."},
     )
-    solved_min_correct: int = field(default=1, metadata={"help": "A prompt is solved with at least this many correct."})
+    solved_min_correct: int = field(
+        default=1, metadata={"help": "eager: a prompt is solved with at least this many correct sequences (paper: 1)."}
+    )
     solved_min_incorrect: int = field(
-        default=0, metadata={"help": "...and at least this many wrong (1 asks for a mix: a GRPO learning signal)."}
+        default=0,
+        metadata={"help": "eager: ...and at least this many wrong ones. 1 asks for a mix of right and wrong (a GRPO "
+                  "learning signal) before a prompt gives up its remaining budget."},
     )
     stop_rule: str = field(
         default="solved",
         metadata={
-            "help": "When a label-aware prompt stops taking budget. solved: once it has solved_min_correct right "
-            "answers and solved_min_incorrect wrong ones (the paper: the first right answer). signal (for GRPO): once "
-            "its group holds both a right and a wrong answer (a learning signal secured), or signal_easy_k right "
-            "answers and no wrong one (too easy: more samples would only confirm it)."
+            "help": "eager: when a prompt stops taking budget. solved: once it has solved_min_correct right answers "
+            "and solved_min_incorrect wrong ones (the paper: the first right answer). signal (for GRPO): once its "
+            "group holds both a right and a wrong answer (a learning signal secured), or signal_easy_k right answers "
+            "and no wrong one (too easy); solved_min_* play no part.",
+            "choices": STOP_RULES,
         },
     )
     signal_easy_k: int = field(
@@ -109,58 +150,87 @@ class EagerConfig:
     )
     on_solved: str = field(
         default="finish",
-        metadata={"help": "What a solved prompt's running sequences do: finish (no more forks) or abort (dropped)."},
+        metadata={"help": "eager: what a stopped prompt's running sequences do: finish (no more forks) or abort (cut, "
+                  "their slots freed for other prompts).", "choices": ON_SOLVED},
     )
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        def bad(name: str, why: str) -> ValueError:
-            return ValueError(f"EagerConfig.{name}={getattr(self, name)!r}: {why}")
-
-        if self.method not in METHODS:
-            raise bad("method", f"choose one of {METHODS}.")
-        if self.fork_mode not in FORK_MODES:
-            raise bad("fork_mode", f"choose one of {FORK_MODES}.")
-        if self.fork_mode == "recursion" and self.recursion_span < 1:
-            raise bad("recursion_span", "fork_mode='recursion' re-applies the top L >= 1 layers; set recursion_span.")
-        if self.recursion_k_max < 1:
-            raise bad("recursion_k_max", "at least one re-application.")
-        if not 0 <= self.recursion_tol < 1:
-            raise bad("recursion_tol", "a total-variation distance in [0, 1).")
-        if self.entropy_source not in ENTROPY_SOURCES:
-            raise bad("entropy_source", f"choose one of {ENTROPY_SOURCES}.")
-        if self.stop_rule not in STOP_RULES:
-            raise bad("stop_rule", f"choose one of {STOP_RULES}.")
-        if self.signal_easy_k < 1:
-            raise bad("signal_easy_k", "a prompt needs at least one right answer to count as too easy.")
-        if self.on_solved not in ON_SOLVED:
-            raise bad("on_solved", f"choose one of {ON_SOLVED}.")
-        if not self.temperature > 0:
-            raise bad("temperature", "EAGer needs sampling; set a temperature > 0 (the paper uses 0.6).")
-        if self.max_sequences < 1:
-            raise bad("max_sequences", "the budget M must be at least 1.")
-        if self.entropy_threshold < 0:
-            raise bad("entropy_threshold", "entropies are >= 0 nats; use a threshold >= 0 (the paper uses about 2.0).")
-        if self.max_new_tokens < 1:
-            raise bad("max_new_tokens", "must be at least 1.")
-        if not 1 <= self.top_logprobs <= 20 and self.entropy_source == "topk":
-            raise bad("top_logprobs", "vLLM returns at most 20 log-probs by default; use 1..20.")
-        if self.branch_patience < 1:
-            raise bad("branch_patience", "must be at least 1 step.")
-        for name in ("eager_extra_cap", "adapt_extra_cap", "max_retries", "solved_min_incorrect"):
-            if getattr(self, name) < 0:
-                raise bad(name, "must be >= 0.")
-        if self.solved_min_correct < 1:
-            raise bad("solved_min_correct", "a prompt needs at least one correct answer to count as solved.")
-        if self.online and self.method not in ("eager", "eager_adapt"):
-            raise bad("online", "only the methods that spend saved budget (eager, eager_adapt) run online.")
-        if self.pass_roots < 1:
-            raise bad("pass_roots", "an extra pass starts at least one root.")
-        if not math.isfinite(self.pass_start_limit) or self.pass_start_limit < 0:
-            raise bad("pass_start_limit", "must be >= 0 (a fraction of max_new_tokens; 0.5 is the default).")
+        """Raise `SettingError` for the first setting that cannot work."""
+        for name, why in _problems(self):
+            raise SettingError(name, getattr(self, name), why)
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def _choice_problems(c: EagerConfig) -> list[tuple[str, str]]:
+    out = []
+    for f in fields(c):
+        allowed = f.metadata.get("choices")
+        if allowed and getattr(c, f.name) not in allowed:
+            out.append((f.name, f"choose one of {allowed}."))
+    return out
+
+
+def _problems(c: EagerConfig) -> list[tuple[str, str]]:
+    """(field, what to change) for every setting that cannot work, in field order."""
+    out = _choice_problems(c)
+    checks = [
+        ("max_sequences", c.max_sequences >= 1, "the budget M must be at least 1."),
+        ("entropy_threshold", c.entropy_threshold >= 0,
+         "entropies are >= 0 nats; use a threshold >= 0 (the paper uses about 2.0)."),
+        ("temperature", c.temperature > 0, "EAGer needs sampling; set a temperature > 0 (the paper uses 0.6)."),
+        ("max_new_tokens", c.max_new_tokens >= 1, "must be at least 1."),
+        ("recursion_span", c.fork_mode != "recursion" or c.recursion_span >= 1,
+         "fork_mode='recursion' re-applies the top L >= 1 layers; set recursion_span."),
+        ("recursion_k_max", c.recursion_k_max >= 1, "at least one re-application."),
+        ("recursion_tol", 0 <= c.recursion_tol < 1, "a total-variation distance in [0, 1)."),
+        ("top_logprobs", c.entropy_source != "topk" or 1 <= c.top_logprobs <= 20,
+         "vLLM returns at most 20 log-probs by default; use 1..20."),
+        ("branch_patience", c.branch_patience >= 1, "must be at least 1 step."),
+        ("extra_cap", c.extra_cap >= 0, "must be >= 0."),
+        ("adapt_extra_cap", c.adapt_extra_cap >= 0, "must be >= 0."),
+        ("max_retries", c.max_retries >= 0, "must be >= 0."),
+        ("online", not c.online or c.method in ("eager", "eager_adapt"),
+         "only the methods that spend saved budget (eager, eager_adapt) run online."),
+        ("pass_start_limit", math.isfinite(c.pass_start_limit) and c.pass_start_limit >= 0,
+         "must be >= 0 (a fraction of max_new_tokens; 0.5 is the default)."),
+        ("pass_roots", c.pass_roots >= 1, "an extra pass starts at least one root."),
+        ("solved_min_correct", c.solved_min_correct >= 1,
+         "a prompt needs at least one correct answer to count as solved."),
+        ("solved_min_incorrect", c.solved_min_incorrect >= 0, "must be >= 0."),
+        ("signal_easy_k", c.signal_easy_k >= 1, "a prompt needs at least one right answer to count as too easy."),
+    ]
+    return out + [(name, why) for name, ok, why in checks if not ok]
+
+
+def surface_fields(
+    prefix: str = "", skip: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+) -> list[tuple[str, Any, dataclasses.Field]]:
+    """`EagerConfig`'s fields for another dataclass (`dataclasses.make_dataclass`): `prefix + name`, the same
+    type, help and choices, and the same default unless `defaults` names another. Fields in `skip` are left out
+    (the surface derives them from settings of its own)."""
+    hints = get_type_hints(EagerConfig)
+    out = []
+    for f in fields(EagerConfig):
+        if f.name in skip:
+            continue
+        if defaults and f.name in defaults:
+            new = field(default=defaults[f.name], metadata=dict(f.metadata))
+        elif f.default_factory is not MISSING:
+            new = field(default_factory=f.default_factory, metadata=dict(f.metadata))
+        else:
+            new = field(default=f.default, metadata=dict(f.metadata))
+        out.append((prefix + f.name, hints[f.name], new))
+    return out
+
+
+def non_default(config: EagerConfig, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The settings of `config` that differ from EagerConfig's defaults, in field order."""
+    base = EagerConfig()
+    return {f.name: getattr(config, f.name) for f in fields(config)
+            if f.name not in skip and getattr(config, f.name) != getattr(base, f.name)}

@@ -1,44 +1,35 @@
 """The step loop: every prompt in flight at once, forks added mid-loop, verdicts as sequences end.
 
-One `Driver.run()` is one pass of the engine over a set of prompt trees. Each engine step
+One `Driver.run()` is one call of the engine over a set of prompt trees. Each engine step
 gives one new token per running request; the driver appends it to its sequence, asks the
-prompt's `PromptBranching` whether to fork and the `Ledger` whether the prompt may hold
-another sequence, and adds the child as a new request that shares the parent's prefix
-(the engine's prefix cache makes that prefix nearly free). A sequence ends exactly where
-the engine ends it (its stop token or its cap), on token ids throughout.
+prompt's `PromptBranching` (rollout.policy) whether to fork there and the `Schedule`
+(rollout.schedule) whether the prompt may hold another sequence, and adds the child as a new
+request that shares the parent's prefix (the engine's prefix cache makes that prefix nearly
+free). A sequence ends exactly where the engine ends it (its stop token or its cap), on token
+ids throughout.
 
-With a verifier, finished sequences are scored on a background thread while generation
-goes on; a prompt that meets the solved criterion stops branching at once, and its unused
-budget becomes available to the others (`Ledger` with a pool).
-
-Extra passes (retries, at a lowered threshold) follow one of two schedules:
-- online (`concurrent=True`, training): a prompt gets an extra pass the moment it shows it
-  needs one (`_note_need`), while its first pass still runs; a pass starts as a new root only
-  before the deadline of `rollout.budget.pass_start_deadline` and while the engine has room,
-  and otherwise lowers the threshold of the prompt's running sequences so they fork. The
-  critical path stays about one pass long.
-- the paper's second phase (`concurrent=False`): a prompt left idle (no running sequence)
-  while unsolved is started again, one pass after the other.
+With a verifier, finished sequences are scored on a background thread while generation goes
+on; each verdict goes to the schedule, which decides when a prompt stops, when it gets another
+pass and when it is done. The driver carries those decisions out (`Runner`: start a root,
+set a prompt's threshold, hand over a finished tree).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from rollout.budget import Ledger, pass_start_deadline, solved
 from rollout.config import EagerConfig
 from rollout.engine import Engine, Request, TokenOutput
 from rollout.entropy import topk_entropy
-from rollout.policy import PromptBranching, fork_tokens, retry_threshold
+from rollout.policy import PromptBranching, fork_tokens
 from rollout.recursion import Recursion
-from rollout.schedule import PassScheduler
+from rollout.schedule import Ledger, Schedule
 from rollout.types import INHERITED, BranchEvent, PromptTree, Sequence
 
 logger = logging.getLogger(__name__)
@@ -59,7 +50,7 @@ def request_seed(base: int, prompt: int, seq: int, attempt: int) -> int:
     return (base * 1_000_003 + prompt * 100_003 + seq * 1_009 + attempt * 7 + 1) % (2**31 - 1)
 
 
-class Driver(PassScheduler):
+class Driver:
     def __init__(
         self,
         engine: Engine,
@@ -72,18 +63,15 @@ class Driver(PassScheduler):
         retry_method: str | None = None,
         verifier: Verifier | None = None,
         on_tree_done: Callable[[PromptTree], None] | None = None,
-        concurrent: bool = False,
+        online: bool = False,
     ) -> None:
-        self.engine, self.trees, self.cfg, self.ledger = engine, trees, config, ledger
+        self.engine, self.trees, self.cfg = engine, trees, config
         self.branching = branching
-        self.roots_per_prompt = roots_per_prompt
-        self.retry_method = retry_method  # None: no retries; "eager" / "eager_adapt": threshold schedule
         self.verifier = verifier
         self.on_tree_done = on_tree_done
-        self.concurrent = concurrent
-        self.deadline = pass_start_deadline(config.pass_start_limit, config.max_new_tokens)
-        self.capacity: int | None = getattr(engine, "max_running", None)  # sequences the engine runs at once
-        self.needs: dict[int, int] = defaultdict(int)  # prompt -> extra passes it has asked for, not yet given
+        self.schedule = Schedule(trees, config, ledger, first_roots=roots_per_prompt, retry_method=retry_method,
+                                 online=online, label_aware=verifier is not None,
+                                 capacity=getattr(engine, "max_running", None))
         self.peak_running = 0
         self.stop_ids = set(config.stop_token_ids) | set(getattr(engine, "eos_token_ids", ()))
         self.states: dict[int, PromptBranching] = {}
@@ -98,65 +86,50 @@ class Driver(PassScheduler):
             engine.enable_recursion()
             self.recursion = Recursion(config.recursion_span, config.recursion_k_max, tol=config.recursion_tol)
         self.live: dict[str, _Live] = {}
-        self.live_count: dict[int, int] = defaultdict(int)
         self.attempts: dict[tuple[int, int], int] = defaultdict(int)
         # Verdicts in submission order, each applied VERDICT_LAG engine steps after its sequence ended
         # (waiting if it is late): verification overlaps generation, and the trees stay a function of
         # the seed and the inputs, not of how fast the verifier threads ran.
         self.pending: deque[tuple[Future, int, int, int]] = deque()  # (future, prompt, sequence, step)
-        self.pending_count: dict[int, int] = defaultdict(int)
         self.steps = 0
-        self.verdicts: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # prompt -> [correct, wrong]
         self.reasoning_closed: set[tuple[int, int]] = set()
-        self.done: set[int] = set()
-        for t in trees:  # verdicts a previous pass already gave count toward the solved criterion
-            for seq in t.kept():
-                if seq.score is not None:
-                    self.verdicts[t.prompt_index][0 if seq.score >= 1.0 else 1] += 1
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="eager-verify") if verifier else None
 
     # --- the loop -------------------------------------------------------------------------
     def run(self, active: list[int]) -> None:
         """Generate for the prompts in `active` until each is done (others are left as they are)."""
-        self.done = {t.prompt_index for t in self.trees} - set(active)
         try:
-            for i in active:  # a tree that already had passes (phase 2) starts at its retry threshold
-                tree = self.trees[i]
-                theta = tree.threshold
-                if tree.retries:
-                    theta = retry_threshold(tree.threshold, tree.retries, self.retry_method or "eager")
-                self._start_pass(i, theta, retry=tree.retries)
+            self.schedule.begin(active, self)
             while True:
                 self._apply_verdicts(everything=False)
-                self._schedule()
+                self.schedule.tick(self.steps, self)
                 if self.engine.has_unfinished():
-                    running = len(self.live) if self.capacity is None else min(len(self.live), self.capacity)
+                    capacity = self.schedule.capacity
+                    running = len(self.live) if capacity is None else min(len(self.live), capacity)
                     self.peak_running = max(self.peak_running, running)
                     self._on_step(self.engine.step())
                     self.steps += 1
                 elif self.pending:
                     self._apply_verdicts(everything=True)
-                elif not self._schedule():
+                elif not self.schedule.tick(self.steps, self):
                     break
         finally:
             if self._pool:
                 self._pool.shutdown(wait=True)
 
-    def _start_pass(self, i: int, threshold: float, retry: int) -> None:
-        self.states[i] = PromptBranching(threshold, self.cfg.p99_floor, self.cfg.branch_patience)
-        roots = self.roots_per_prompt if retry == 0 else (self.cfg.pass_roots if self.concurrent else 1)
-        for _ in range(roots):
-            if not self.ledger.can_add(i):
-                break
-            self.ledger.add(i)
-            tree = self.trees[i]
-            seq = Sequence(index=len(tree.sequences), retry=retry, verdicts_at_start=self._known(i))
-            tree.sequences.append(seq)
-            self._continue(i, seq.index)
+    # --- Runner: what the schedule asks for ---------------------------------------------------------
+    def start_root(self, prompt: int, retry: int) -> None:
+        tree = self.trees[prompt]
+        seq = Sequence(index=len(tree.sequences), retry=retry, verdicts_at_start=self.schedule.known_verdicts(prompt))
+        tree.sequences.append(seq)
+        self._continue(prompt, seq.index)
 
-    def _known(self, i: int) -> tuple[int, int]:
-        correct, wrong = self.verdicts[i]
-        return correct, wrong
+    def set_threshold(self, prompt: int, threshold: float) -> None:
+        self.states[prompt] = PromptBranching(threshold, self.cfg.p99_floor, self.cfg.branch_patience)
+
+    def closed(self, prompt: int) -> None:
+        if self.on_tree_done is not None:
+            self.on_tree_done(self.trees[prompt])
 
     def _on_step(self, outs: list[TokenOutput]) -> None:
         outs = [o for o in outs if o.request_id in self.live]
@@ -189,7 +162,7 @@ class Driver(PassScheduler):
         if self.branching and live.skip_decision_at != pos:
             state = self.states[i]
             want, theta_eff = state.wants_fork(entropy, (i, s) in self.reasoning_closed)
-            if want and out.finish_reason != "length" and self.ledger.can_add(i):
+            if want and out.finish_reason != "length" and self.schedule.may_fork(i):
                 forked, restarted = self._fork(i, s, out, entropy, theta_eff, pos, state.step)
             state.history.add(entropy)
         if self.cfg.think_end_token_id is not None and seq.tokens[pos] == self.cfg.think_end_token_id:
@@ -198,7 +171,7 @@ class Driver(PassScheduler):
             return forked
         if out.finished:
             del self.live[out.request_id]
-            self.live_count[i] -= 1
+            self.schedule.ended(i)
             self._finish(i, s, out.finish_reason or "stop")
         return forked
 
@@ -216,7 +189,7 @@ class Driver(PassScheduler):
             return False, False  # fewer than two candidate tokens: nothing to branch to
         tree = self.trees[i]
         parent = tree.sequences[s]
-        self.ledger.add(i)
+        self.schedule.take_slot(i)
         new = Sequence(
             index=len(tree.sequences),
             tokens=parent.tokens[:pos],
@@ -226,7 +199,7 @@ class Driver(PassScheduler):
             n_inherited=pos,
             forced=[f for f in parent.forced if f < pos],
             retry=parent.retry,
-            verdicts_at_start=self._known(i),
+            verdicts_at_start=self.schedule.known_verdicts(i),
         )
         if child is not None:
             new.tokens.append(child[0])
@@ -247,7 +220,7 @@ class Driver(PassScheduler):
             if not out.finished:
                 self.engine.abort([out.request_id])
             del self.live[out.request_id]
-            self.live_count[i] -= 1
+            self.schedule.ended(i)
             self._continue(i, s)
             restarted = True
         self._continue(i, new.index, skip_decision_at=pos if child is None else None)
@@ -271,47 +244,34 @@ class Driver(PassScheduler):
         seed = request_seed(self.cfg.seed, i, s, attempt + 31 * seq.retry)
         self.engine.add(Request(rid, tree.prompt_ids + seq.tokens, room, seed))
         self.live[rid] = _Live(i, s, skip_decision_at)
-        self.live_count[i] += 1
+        self.schedule.started(i)
 
-    # --- finishing and verdicts (extra passes: rollout.schedule) ----------------------------------------------------------
+    # --- finishing and verdicts ----------------------------------------------------------------
     def _finish(self, i: int, s: int, reason: str) -> None:
         seq = self.trees[i].sequences[s]
         seq.finished, seq.finish_reason = True, reason
-        if self._pool is not None and not self.trees[i].solved:
+        if self._pool is None:
+            self.schedule.sequence_finished(i)
+        elif not self.schedule.is_stopped(i):
             fut = self._pool.submit(self.verifier, i, list(seq.tokens))
             self.pending.append((fut, i, s, self.steps))
-            self.pending_count[i] += 1
-        elif self._pool is None and self.retry_method == "eager_adapt" and self.ledger.used[i] >= self.ledger.limits[i]:
-            self._note_need(i)  # label-free: a prompt that used its whole budget is "hard"
+            self.schedule.awaiting_verdict(i)
 
     def _apply_verdicts(self, everything: bool) -> None:
         """Apply due verdicts in submission order: those VERDICT_LAG steps old, or all when the engine is idle."""
         while self.pending and (everything or self.pending[0][3] <= self.steps - VERDICT_LAG):
             fut, i, s, _ = self.pending.popleft()
-            self.pending_count[i] -= 1
             try:
                 verdict = fut.result()
             except Exception as exc:  # a broken verifier must not lose the batch: count it as wrong
                 logger.warning("verifier failed on prompt %d sequence %d: %r", i, s, exc)
                 verdict = None
-            self._record_verdict(i, s, verdict)
-
-    def _record_verdict(self, i: int, s: int, verdict: bool | float | None) -> None:
-        tree = self.trees[i]
-        tree.sequences[s].score = None if verdict is None else float(verdict)
-        counts = self.verdicts[i]
-        counts[0 if verdict is not None and float(verdict) >= 1.0 else 1] += 1
-        if tree.solved:
-            return
-        if not solved(counts[0], counts[1], self.cfg):
-            self._note_need(i)
-            return
-        tree.solved = True
-        self.ledger.close(i)
-        if i in self.states:
-            self.states[i].open = False
-        if self.cfg.on_solved == "abort":
-            self._abort_prompt(i)
+            self.trees[i].sequences[s].score = None if verdict is None else float(verdict)
+            if self.schedule.verdict(i, verdict):  # the prompt stopped: no more forks
+                if i in self.states:
+                    self.states[i].open = False
+                if self.cfg.on_solved == "abort":
+                    self._abort_prompt(i)
 
     def _abort_prompt(self, i: int) -> None:
         ids = [rid for rid, lv in self.live.items() if lv.prompt == i]
@@ -319,7 +279,7 @@ class Driver(PassScheduler):
             self.engine.abort(ids)
         for rid in ids:
             lv = self.live.pop(rid)
-            self.live_count[i] -= 1
+            self.schedule.ended(i)
             seq = self.trees[i].sequences[lv.seq]
             seq.finished, seq.finish_reason = True, "abort"
-            self.ledger.release(i)
+            self.schedule.release_slot(i)

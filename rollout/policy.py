@@ -97,18 +97,3 @@ def fork_tokens(
         j = others[0]
         return (sampled, sampled_lp), (int(ids[j]), float(lps[j]))
     raise ValueError(f"fork_mode={mode!r}: choose one of top2, alternative, resample.")
-
-
-def retry_threshold(base: float, retry: int, method: str) -> float:
-    """Threshold of the `retry`-th extra pass (retry >= 1), compounding per the spec.
-
-    eager: x0.8 per retry, with an extra x0.9 from the third retry on.
-    eager_adapt: unchanged for the first two retries, x0.9 per retry from the third on.
-    """
-    theta = base
-    for r in range(1, retry + 1):
-        if method == "eager":
-            theta *= 0.8 * (0.9 if r >= 3 else 1.0)
-        else:
-            theta *= 0.9 if r >= 3 else 1.0
-    return theta

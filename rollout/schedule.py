@@ -1,94 +1,341 @@
-"""When a prompt gets another pass: the driver's scheduling of extra passes and of closing prompts.
+"""When a prompt gets more budget, and when it stops: the one place that decides.
 
-Mixed into `rollout.driver.Driver`, whose state it reads (`trees`, `ledger`, `live_count`,
-`pending_count`, `needs`, `steps`, `deadline`, `capacity`, `done`). Two schedules:
-- online (`concurrent`): a prompt that showed it needs more (`_note_need`) gets its pass at once,
-  as a new root before the deadline and with room in the engine, else as a lowered threshold
-  for its running sequences;
-- the paper's second phase: an idle, unsolved prompt starts again, one pass after the other.
+Budget counts leaves (sequences), finished ones included. Each prompt's life, in one call:
+
+    first pass ── a root (eager_init; M roots for parallel) at its threshold theta
+        │          forks at high entropy while it has budget (rollout.policy decides *where*)
+        ▼
+    verdicts ──── eager: each finished sequence is verified; the stop rule (`stopped`) closes the
+        │          prompt: no more forks or roots, running sequences finish (or are cut, on_solved=abort),
+        │          unused budget goes to the pool. eager_adapt (label-free): a finished sequence of a
+        │          prompt that used its whole budget asks for more.
+        ▼
+    need ──────── an unsolved verdict (or a full budget) is a need: one more pass, at a lowered threshold
+        │          (`retry_threshold`: per need, not per pass, so several wrong verdicts lower it fast).
+        ▼
+    extra pass ── online (training): at once, while the first pass runs. Up to the deadline
+        │          (pass_start_limit x max_new_tokens engine steps) and while the engine has room, it is
+        │          pass_roots new roots. After it, the pass is the lowered threshold alone, given to the
+        │          prompt's running sequences so they fork (their forks end with them: the call stays
+        │          within deadline + one pass). Paper's two phases (test time): a prompt gets its next pass
+        │          when it is idle (nothing running, no verdict pending), one pass after another.
+        ▼
+    closed ────── idle, and nothing more to ask for (stopped, no need, capped, or too late for a root);
+                   the tree is final (on_tree_done).
+
+Caps: a prompt holds at most its budget M, plus, with a pool (online, or eager_adapt), borrowed slots
+up to `extra_cap` x M (eager; `adapt_extra_cap` for eager_adapt) while the pool has free slots; open
+prompts keep their own budget reserved, so borrowing never starves a prompt still working on its
+share. `max_retries` bounds passes. A new pass starts a fresh branching state for the whole prompt
+(threshold, P99 history, patience), so its sequences already running fork at the lowered threshold too.
+
+`stop_rule=solved` counts solved_min_correct right and solved_min_incorrect wrong answers;
+`stop_rule=signal` ignores those and stops at one right and one wrong, or signal_easy_k right and no
+wrong. A verdict of None (the verifier could not decide) counts as wrong everywhere.
 """
 
 from __future__ import annotations
 
-from rollout.policy import PromptBranching, retry_threshold
+from typing import Protocol
+
+from rollout.config import EagerConfig
+from rollout.types import PromptTree
 
 
-class PassScheduler:
-    def _schedule(self) -> bool:
-        """Start the extra passes that are due, close prompts that are done. True if a pass started."""
-        if not self.concurrent:  # the paper's second phase: one pass after the other
+class Runner(Protocol):
+    """What the schedule asks of the step loop (`rollout.driver.Driver`)."""
+
+    def start_root(self, prompt: int, retry: int) -> None:
+        """Submit a new root sequence of `prompt`; its slot is already taken."""
+
+    def set_threshold(self, prompt: int, threshold: float) -> None:
+        """A fresh branching state at `threshold` for the prompt's sequences, running and future."""
+
+    def closed(self, prompt: int) -> None:
+        """The prompt is done: nothing running, nothing pending, nothing more to come."""
+
+
+class Ledger:
+    """Slots per prompt: its own budget, and with a pool the slots closed prompts left unused."""
+
+    def __init__(self, limits: list[int], extra_caps: list[int] | None = None, pooled: bool = False) -> None:
+        if any(m < 0 for m in limits):
+            raise ValueError(f"budgets must be >= 0, got {limits}")
+        self.limits = list(limits)
+        self.extra_caps = list(extra_caps) if extra_caps is not None else [0] * len(limits)
+        self.pooled = pooled
+        self.total = sum(self.limits)  # the pool never grows past what the batch was given
+        self.used = [0] * len(limits)
+        self.closed = [False] * len(limits)
+
+    def free_pool(self) -> int:
+        """Slots no open prompt has a claim on: total - used - budgets still reserved by open prompts."""
+        reserved = sum(max(0, m - u) for m, u, c in zip(self.limits, self.used, self.closed) if not c)
+        return self.total - sum(self.used) - reserved
+
+    def can_add(self, i: int) -> bool:
+        if self.closed[i]:
+            return False
+        if self.used[i] < self.limits[i]:
+            return True
+        if not self.pooled:
+            return False
+        return self.used[i] < self.limits[i] + self.extra_caps[i] and self.free_pool() > 0
+
+    def add(self, i: int) -> None:
+        if not self.can_add(i):
+            raise RuntimeError(f"prompt {i} has no budget left (used {self.used[i]} of {self.limits[i]})")
+        self.used[i] += 1
+
+    def release(self, i: int) -> None:
+        """A sequence was dropped (cut when its prompt stopped): its slot returns to the pool."""
+        self.used[i] -= 1
+
+    def close(self, i: int) -> None:
+        """The prompt takes no more sequences; what it did not use becomes free for the others."""
+        self.closed[i] = True
+
+
+def stopped(correct: int, wrong: int, config: EagerConfig) -> bool:
+    """Label-aware EAGer's stop rule (`EagerConfig.stop_rule`): the prompt takes no more budget."""
+    if config.stop_rule == "signal":
+        return (correct >= 1 and wrong >= 1) or (correct >= config.signal_easy_k and wrong == 0)
+    return correct >= config.solved_min_correct and wrong >= config.solved_min_incorrect
+
+
+def is_right(verdict: bool | float | None) -> bool:
+    """A verdict counts as right only when it is 1 (True); None (undecidable) counts as wrong."""
+    return verdict is not None and float(verdict) >= 1.0
+
+
+def retry_threshold(base: float, retry: int, method: str) -> float:
+    """Threshold of the `retry`-th extra pass (retry >= 1), compounding as the paper does.
+
+    eager: x0.8 per retry, with an extra x0.9 from the third retry on.
+    eager_adapt: unchanged for the first two retries, x0.9 per retry from the third on.
+    """
+    theta = base
+    for r in range(1, retry + 1):
+        if method == "eager":
+            theta *= 0.8 * (0.9 if r >= 3 else 1.0)
+        else:
+            theta *= 0.9 if r >= 3 else 1.0
+    return theta
+
+
+def pass_start_deadline(limit: float, max_new_tokens: int) -> int:
+    """Last engine step (from the start of the call) at which an online run may start a new pass."""
+    return int(limit * max_new_tokens)
+
+
+def split_saved_budget(saved: int, targets: list[int], cap: int) -> dict[int, int]:
+    """The paper's phase-2 split: `saved` slots evenly over `targets` (in order), each capped at `cap`.
+
+    The remainder goes one by one in order. Slots a capped prompt cannot take are not passed on.
+    """
+    if not targets or saved <= 0:
+        return {}
+    base, rem = divmod(saved, len(targets))
+    return {i: min(cap, base + (1 if k < rem else 0)) for k, i in enumerate(targets)}
+
+
+def call_ledger(trees: list[PromptTree], config: EagerConfig) -> Ledger:
+    """The budgets of one `generate` call: M per prompt; online, a pool that lends up to the method's cap."""
+    limits = [t.budget for t in trees]
+    if not config.online:
+        return Ledger(limits)
+    cap = config.extra_cap if config.method == "eager" else config.adapt_extra_cap
+    return Ledger(limits, [cap * config.max_sequences] * len(trees), pooled=True)
+
+
+def saved_budget_shares(trees: list[PromptTree], config: EagerConfig) -> dict[int, int]:
+    """The paper's phase 2: who gets how much of B = sum of budgets - sequences used.
+
+    eager: the prompts not stopped (verdicts must be on the sequences); eager_adapt: the prompts
+    that used their whole budget. Split by `split_saved_budget`, each capped at `extra_cap`
+    (eager) or `adapt_extra_cap` (eager_adapt) times M.
+    """
+    m = max((t.budget for t in trees), default=0)
+    saved = sum(t.budget for t in trees) - sum(t.n_sequences for t in trees)
+    if config.method == "eager":
+        for t in trees:
+            t.solved = tree_stopped(t, config)
+        targets = [t.prompt_index for t in trees if t.budget > 0 and not t.solved]
+        cap = config.extra_cap * m
+    else:
+        targets = [t.prompt_index for t in trees if t.budget > 0 and t.n_sequences >= t.budget]
+        cap = config.adapt_extra_cap * m
+    return split_saved_budget(saved, targets, cap)
+
+
+def tree_stopped(tree: PromptTree, config: EagerConfig) -> bool:
+    """The stop rule on the verdicts stored on a tree's kept sequences (None as wrong)."""
+    kept = tree.kept()
+    right = sum(1 for s in kept if is_right(s.score))
+    return stopped(right, len(kept) - right, config)
+
+
+class Schedule:
+    """The budget state of one call over a batch of prompt trees, and the decisions it drives.
+
+    `retry_method` None: no extra passes (parallel, eager_init); "eager" / "eager_adapt": the
+    threshold decay of that method. `online`: extra passes overlap the first (see the module).
+    """
+
+    def __init__(self, trees: list[PromptTree], config: EagerConfig, ledger: Ledger, *, first_roots: int = 1,
+                 retry_method: str | None = None, online: bool = False, label_aware: bool = False,
+                 capacity: int | None = None) -> None:
+        self.trees, self.cfg, self.ledger = trees, config, ledger
+        self.first_roots, self.retry_method, self.online = first_roots, retry_method, online
+        self.capacity = capacity  # sequences the engine runs at once (None: unbounded)
+        self.deadline = pass_start_deadline(config.pass_start_limit, config.max_new_tokens)
+        n = len(trees)
+        self.needs = [0] * n  # extra passes a prompt asked for and has not been given
+        self.live = [0] * n  # its sequences running in the engine
+        self.pending = [0] * n  # its verdicts not yet applied
+        self.verdicts = [[0, 0] for _ in range(n)]  # [right, wrong]
+        self.done: set[int] = set()
+        if label_aware:  # verdicts an earlier pass gave count toward the stop rule (None as wrong)
+            for t in trees:
+                for seq in t.kept():
+                    if seq.finished:
+                        self.verdicts[t.prompt_index][0 if is_right(seq.score) else 1] += 1
+
+    # --- what the step loop tells the schedule -------------------------------------------------------------
+    def started(self, i: int) -> None:
+        self.live[i] += 1
+
+    def ended(self, i: int) -> None:
+        self.live[i] -= 1
+
+    def awaiting_verdict(self, i: int) -> None:
+        self.pending[i] += 1
+
+    def verdict(self, i: int, verdict: bool | float | None) -> bool:
+        """Apply a verdict. True when it stopped the prompt (the caller ends its branching)."""
+        self.pending[i] -= 1
+        counts = self.verdicts[i]
+        counts[0 if is_right(verdict) else 1] += 1
+        tree = self.trees[i]
+        if tree.solved:
+            return False
+        if not stopped(counts[0], counts[1], self.cfg):
+            self._note_need(i)
+            return False
+        tree.solved = True
+        self.ledger.close(i)
+        return True
+
+    def sequence_finished(self, i: int) -> None:
+        """A sequence ended without a verifier. Label-free eager_adapt: a prompt that used its whole budget is
+        "hard" and asks for more."""
+        if self.retry_method == "eager_adapt" and self.ledger.used[i] >= self.ledger.limits[i]:
+            self._note_need(i)
+
+    # --- what the step loop asks -----------------------------------------------------------------------------
+    def may_fork(self, i: int) -> bool:
+        return self.ledger.can_add(i)
+
+    def take_slot(self, i: int) -> None:
+        self.ledger.add(i)
+
+    def release_slot(self, i: int) -> None:
+        self.ledger.release(i)
+
+    def known_verdicts(self, i: int) -> tuple[int, int]:
+        """(right, wrong) so far: what decided that a sequence starting now runs."""
+        right, wrong = self.verdicts[i]
+        return right, wrong
+
+    def is_stopped(self, i: int) -> bool:
+        return self.trees[i].solved
+
+    # --- decisions -------------------------------------------------------------------------------------------
+    def begin(self, active: list[int], runner: Runner) -> None:
+        """Each active prompt's first pass (a tree that already had passes starts at its retry threshold)."""
+        self.done = {t.prompt_index for t in self.trees} - set(active)
+        for i in active:
+            tree = self.trees[i]
+            theta = tree.threshold
+            if tree.retries:
+                theta = retry_threshold(tree.threshold, tree.retries, self.retry_method or "eager")
+            self._start_pass(i, theta, tree.retries, runner)
+
+    def tick(self, step: int, runner: Runner) -> bool:
+        """Start the extra passes that are due, close prompts that are done. True if a new root started."""
+        if not self.online:  # the paper's second phase: one pass after the other
             started = False
             idle = self._idle()
             for i in idle:
                 if self._may_retry(i):
-                    self._retry(i, new_root=True)
+                    self._retry(i, True, runner)
                     started = True
-                elif not self._worth_waiting(i, idle):
-                    self._close(i)
+                elif not self._worth_waiting(i, idle, step):
+                    self._close(i, runner)
             return started
         # 1) idle prompts that ask for nothing more close first: their unused budget joins the pool;
         # 2) prompts that asked for more get their passes;
         # 3) idle prompts still asking wait only while busy prompts may free budget before the deadline.
         for i in self._idle():
             if self.needs[i] == 0 or self.trees[i].solved:
-                self._close(i)
-        started = self._start_needed_passes()
+                self._close(i, runner)
+        started = self._start_needed_passes(step, runner)
         idle = self._idle()
         for i in idle:
-            if not self._worth_waiting(i, idle):
-                self._close(i)
+            if not self._worth_waiting(i, idle, step):
+                self._close(i, runner)
         return started
+
+    def _note_need(self, i: int) -> None:
+        if self.online:
+            self.needs[i] += 1
 
     def _idle(self) -> list[int]:
         """Prompts not closed with nothing running and no verdict pending."""
-        return [i for i in range(len(self.trees))
-                if i not in self.done and self.live_count[i] == 0 and self.pending_count[i] == 0]
+        return [i for i in range(len(self.trees)) if i not in self.done and self.live[i] == 0 and self.pending[i] == 0]
 
-    def _close(self, i: int) -> None:
+    def _close(self, i: int, runner: Runner) -> None:
         self.done.add(i)
         self.ledger.close(i)
-        if self.on_tree_done is not None:
-            self.on_tree_done(self.trees[i])
+        runner.closed(i)
 
-    # --- online: extra passes while the first one runs -----------------------------------------
-    def _note_need(self, i: int) -> None:
-        """Prompt `i` showed it needs more (an unsolved verdict; label-free: its whole budget used)."""
-        if self.concurrent:
-            self.needs[i] += 1
+    def _start_pass(self, i: int, threshold: float, retry: int, runner: Runner) -> None:
+        runner.set_threshold(i, threshold)
+        roots = self.first_roots if retry == 0 else (self.cfg.pass_roots if self.online else 1)
+        for _ in range(roots):
+            if not self.ledger.can_add(i):
+                break
+            self.ledger.add(i)
+            runner.start_root(i, retry)
 
-    def _start_needed_passes(self) -> bool:
-        """Give each prompt that asked for more an extra pass, in prompt order, while budget allows.
-
-        Before the deadline, and with room in the engine, a pass is a new root at the lowered
-        threshold; after it, the lowered threshold applies to the prompt's running sequences
-        only (their forks end when they do, so the critical path does not grow).
-        """
-        started = False
-        for i in sorted(k for k, n in self.needs.items() if n > 0):
-            while self.needs[i] > 0 and self._may_retry(i):
-                new_root = self._may_start_root()
-                if not new_root and self.live_count[i] == 0:
-                    break  # nothing to fork and too late for a root: keep the need, the prompt will close
-                self.needs[i] = self.needs[i] - 1 if new_root else 0  # forks only: one threshold step for all
-                self._retry(i, new_root)
-                started |= new_root
-        return started
-
-    def _may_start_root(self) -> bool:
-        """A new root may start: before the deadline, and without queueing behind a full engine."""
-        if self.steps > self.deadline:
-            return False
-        return self.capacity is None or len(self.live) < self.capacity
-
-    def _retry(self, i: int, new_root: bool) -> None:
-        """The prompt's next pass: a lowered threshold and, if `new_root`, a new root sequence."""
+    def _retry(self, i: int, new_root: bool, runner: Runner) -> None:
+        """The prompt's next pass: a lowered threshold and, if `new_root`, new root sequences."""
         tree = self.trees[i]
         tree.retries += 1
         threshold = retry_threshold(tree.threshold, tree.retries, self.retry_method or "eager")
         if new_root:
-            self._start_pass(i, threshold, retry=tree.retries)
+            self._start_pass(i, threshold, tree.retries, runner)
         else:
-            self.states[i] = PromptBranching(threshold, self.cfg.p99_floor, self.cfg.branch_patience)
+            runner.set_threshold(i, threshold)
+
+    def _start_needed_passes(self, step: int, runner: Runner) -> bool:
+        """Each prompt that asked for more gets its passes, in prompt order, while budget allows."""
+        started = False
+        for i in [k for k, n in enumerate(self.needs) if n > 0]:
+            while self.needs[i] > 0 and self._may_retry(i):
+                new_root = self._may_start_root(step)
+                if not new_root and self.live[i] == 0:
+                    break  # nothing to fork and too late for a root: keep the need, the prompt will close
+                self.needs[i] = self.needs[i] - 1 if new_root else 0  # forks only: one threshold step for all
+                self._retry(i, new_root, runner)
+                started |= new_root
+        return started
+
+    def _may_start_root(self, step: int) -> bool:
+        """A new root may start: before the deadline, and without queueing behind a full engine."""
+        if step > self.deadline:
+            return False
+        return self.capacity is None or sum(self.live) < self.capacity
 
     def _may_retry(self, i: int) -> bool:
         tree = self.trees[i]
@@ -96,7 +343,7 @@ class PassScheduler:
             return False
         return self.ledger.can_add(i)
 
-    def _worth_waiting(self, i: int, idle: list[int]) -> bool:
+    def _worth_waiting(self, i: int, idle: list[int], step: int) -> bool:
         """An unsolved prompt may still borrow slots that busy prompts will free when they close."""
         if not self.ledger.pooled or self.retry_method is None or self.trees[i].solved:
             return False
@@ -104,7 +351,7 @@ class PassScheduler:
             return False
         if self.ledger.used[i] >= self.ledger.limits[i] + self.ledger.extra_caps[i]:
             return False
-        if self.concurrent and self.steps > self.deadline:
+        if self.online and step > self.deadline:
             return False  # too late for a new root: nothing more can start
         busy = set(range(len(self.trees))) - self.done - set(idle)
         return bool(busy)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from rollout.budget import Ledger, solved, split_saved_budget
+from rollout.schedule import Ledger, call_ledger, saved_budget_shares, tree_stopped
 from rollout.config import EagerConfig
 from rollout.driver import Driver, Verifier
 from rollout.engine import Engine
@@ -71,14 +71,11 @@ def generate(
                      config.entropy_source == "full_vocab")
     two_phase = config.method in ("eager_adapt", "eager") and not config.online
     if config.online:
-        cap = config.eager_extra_cap if config.method == "eager" else config.adapt_extra_cap
-        ledger = Ledger([t.budget for t in trees], [cap * m] * len(trees), pooled=True)
-        driver = Driver(engine, trees, config, ledger, branching=True, retry_method=config.method,
+        driver = Driver(engine, trees, config, call_ledger(trees, config), branching=True, retry_method=config.method,
                         verifier=verifier if config.method == "eager" else None, on_tree_done=on_tree_done,
-                        concurrent=True)
+                        online=True)
     else:
-        ledger = Ledger([t.budget for t in trees])
-        driver = Driver(engine, trees, config, ledger, branching=config.method != "parallel",
+        driver = Driver(engine, trees, config, call_ledger(trees, config), branching=config.method != "parallel",
                         roots_per_prompt=m if config.method == "parallel" else 1,
                         on_tree_done=None if two_phase else on_tree_done)
     driver.run(active)
@@ -92,10 +89,8 @@ def generate(
 
 
 def is_solved(tree: PromptTree, config: EagerConfig) -> bool:
-    """The solved criterion of label-aware EAGer, from the verdicts stored on the sequences."""
-    kept = tree.kept()
-    correct = sum(1 for s in kept if s.score is not None and s.score >= 1.0)
-    return solved(correct, len(kept) - correct, config)
+    """The stop rule of label-aware EAGer, from the verdicts stored on the sequences."""
+    return tree_stopped(tree, config)
 
 
 def plan_saved_budget(
@@ -106,7 +101,7 @@ def plan_saved_budget(
     eager: the prompts not solved (finished sequences without a verdict are verified first,
     so `verifier` is needed unless every sequence already carries a score); eager_adapt:
     the prompts that used their whole budget. B is split evenly, the remainder one by one in
-    prompt order, each capped at `eager_extra_cap` (eager) or `adapt_extra_cap` (eager_adapt)
+    prompt order, each capped at `extra_cap` (eager) or `adapt_extra_cap` (eager_adapt)
     times M. The plan depends on the whole pool, so a caller that resumes phase 2 stores it.
     """
     method = config.method
@@ -115,18 +110,9 @@ def plan_saved_budget(
     for k, tree in enumerate(trees):
         if tree.prompt_index != k:
             raise ValueError(f"trees[{k}].prompt_index is {tree.prompt_index}: pass the whole pool in prompt order.")
-    m = max((t.budget for t in trees), default=0)
-    saved = sum(t.budget for t in trees) - sum(t.n_sequences for t in trees)
     if method == "eager":
         _score_missing(trees, verifier)
-        for t in trees:
-            t.solved = is_solved(t, config)
-        targets = [t.prompt_index for t in trees if t.budget > 0 and not t.solved]
-        cap = config.eager_extra_cap * m
-    else:
-        targets = [t.prompt_index for t in trees if t.budget > 0 and t.n_sequences >= t.budget]
-        cap = config.adapt_extra_cap * m
-    return split_saved_budget(saved, targets, cap)
+    return saved_budget_shares(trees, config)
 
 
 def spend_saved_budget(

@@ -1,28 +1,49 @@
-"""`EagerGRPOConfig`: TRL's `GRPOConfig` plus the rollout generator switch and EAGer's knobs.
+"""`EagerGRPOConfig`: TRL's `GRPOConfig` plus the rollout generator switch and EAGer's settings.
 
 `rollout_generator: parallel` (the default) is TRL's own sampling, untouched, so the class
 is a drop-in for `GRPOConfig`. The three EAGer generators run on the trainer's colocated
-vLLM engine through TRL's rollout hook; `__post_init__` refuses the settings they cannot
-honour, each error naming the field to change.
+vLLM engine through TRL's rollout hook.
+
+The rollout's settings are not declared here: every `rollout.EagerConfig` field becomes an
+`eager_<name>` field (same type, default and help), except those the trainer sets from its own
+settings (`DERIVED`). `__post_init__` checks them with `rollout`'s own validation and refuses
+what TRL's side cannot honour, each error naming the field as the user typed it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from trl import GRPOConfig
 
+from rollout.config import EagerConfig, SettingError, non_default, surface_fields
 from trainers.weight_sync import cpu_build
 
 logger = logging.getLogger(__name__)
 
+PREFIX = "eager_"
 GENERATORS = ("parallel", "eager_init", "eager_adapt", "eager")
-FORK_MODES = ("resample", "alternative", "top2")
-ON_SOLVED = ("finish", "abort")
-STOP_RULES = ("solved", "signal")
 BASELINES = ("group", "verdicts")
 ANSWER_KINDS = ("math", "choice")
+# The rollout settings the trainer does not take as `eager_<name>`: where each comes from instead.
+DERIVED = {
+    "method": "rollout_generator",
+    "max_sequences": "eager_max_sequences (None: num_generations)",
+    "temperature": "temperature (TRL's)",
+    "max_new_tokens": "max_completion_length (TRL's)",
+    "seed": "seed (TRL's), drawn afresh for every step and process",
+    "stop_token_ids": "the tokenizer's EOS ids",
+    "think_end_token_id": "eager_think_end_token (text: one token of the tokenizer)",
+    "online": "on for eager and eager_adapt: one rollout call per step",
+    "recursion_span": "none: EGLR forks need the transformers engine, and TRL generates with vLLM",
+    "recursion_k_max": "none: see recursion_span",
+    "recursion_tol": "none: see recursion_span",
+}
+# Labels for errors about a derived setting: the trainer field the user set.
+DERIVED_LABELS = {"method": "rollout_generator", "max_sequences": "eager_max_sequences", "temperature": "temperature",
+                  "max_new_tokens": "max_completion_length", "online": "rollout_generator"}
 # Losses whose normaliser does not count rows: a fully masked (unused) row adds nothing and takes
 # no weight from the real ones. dapo/cispo/vespo divide by the global token count, bnpo by the
 # local one, dr_grpo by a constant (rows x max_completion_length, the same with or without masks).
@@ -30,10 +51,14 @@ MASK_SAFE_LOSSES = ("dapo", "bnpo", "cispo", "vespo", "dr_grpo")
 # grpo, sapo and luspo average per-row losses over rows: unused rows would count in that mean.
 ROW_FREE_LOSSES = ("dapo", "bnpo", "cispo", "vespo")  # normalised by tokens: rows can leave the batch (not dr_grpo)
 
+EagerRolloutFields = make_dataclass("EagerRolloutFields", surface_fields(PREFIX, skip=tuple(DERIVED)))
+EagerRolloutFields.__module__ = __name__
+ROLLOUT_FIELDS = tuple(name for name, _, _ in surface_fields(PREFIX, skip=tuple(DERIVED)))
+
 
 @dataclass
-class EagerGRPOConfig(GRPOConfig):
-    """GRPOConfig with `rollout_generator` and the EAGer parameters (fields prefixed `eager_`)."""
+class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
+    """GRPOConfig with `rollout_generator` and the EAGer settings (fields prefixed `eager_`)."""
 
     rollout_generator: str = field(
         default="parallel",
@@ -43,23 +68,8 @@ class EagerGRPOConfig(GRPOConfig):
             "its rows stay empty (masked). eager_adapt: eager_init, then the saved budget goes to prompts that used "
             "their whole budget. eager: label-aware; sequences are verified against the gold answer as they finish, "
             "a solved prompt stops branching and its unused rows go to unsolved prompts within the same step. The "
-            "eager_* generators need use_vllm=True with vllm_mode='colocate'."
-        },
-    )
-    eager_entropy_threshold: float = field(
-        default=2.0,
-        metadata={
-            "help": "Fork where the top-20 token entropy (nats, on the T=1 scale) exceeds this; the paper uses about "
-            "2.0 for eager_init and 2.2-2.5 for eager. Lower means more forks."
-        },
-    )
-    eager_fork_mode: str = field(
-        default="resample",
-        metadata={
-            "help": "Token choice at a fork. resample (default for RL): the child re-samples the position, so every "
-            "sequence is an exact sample of the policy. alternative: the child takes the best token other than the "
-            "sampled one. top2 (the paper's): parent forced to rank 1, child to rank 2. alternative and top2 make "
-            "the forced tokens off-policy (their log-probs are still recorded for importance sampling)."
+            "eager_* generators need use_vllm=True with vllm_mode='colocate'.",
+            "choices": GENERATORS,
         },
     )
     eager_max_sequences: int | None = field(
@@ -69,34 +79,20 @@ class EagerGRPOConfig(GRPOConfig):
             "means num_generations; it may not exceed num_generations, the rows each prompt owns in a step."
         },
     )
-    eager_solved_min_correct: int = field(
-        default=1,
-        metadata={"help": "eager: a prompt counts as solved with at least this many correct sequences (paper: 1)."},
-    )
-    eager_solved_min_incorrect: int = field(
-        default=0,
+    eager_think_end_token: str | None = field(
+        default=None,
         metadata={
-            "help": "eager: ...and at least this many wrong ones. 1 asks for a mix of right and wrong, i.e. a GRPO "
-            "learning signal, before a prompt gives up its remaining budget."
+            "help": "The token that closes reasoning, e.g. '</think>' for Qwen3: no fork after it. Must be a single "
+            "token of the tokenizer. None for models that do not think."
         },
-    )
-    eager_stop_rule: str = field(
-        default="solved",
-        metadata={
-            "help": "eager: when a prompt stops taking budget. solved: at eager_solved_min_correct right answers (and "
-            "eager_solved_min_incorrect wrong ones). signal: once its group holds a right and a wrong answer (a "
-            "learning signal), or eager_signal_easy_k right answers and no wrong one (too easy)."
-        },
-    )
-    eager_signal_easy_k: int = field(
-        default=3, metadata={"help": "eager_stop_rule=signal: right answers with no wrong one that mark a prompt too easy."}
     )
     eager_baseline: str = field(
         default="group",
         metadata={
             "help": "eager: the advantage baseline. group: the group's mean reward (GRPO; biased when a stop rule "
             "shapes the group). verdicts: each row's pass rate estimated from the verdicts known when it started "
-            "(unbiased under any stop rule; assumes a 0/1 accuracy reward)."
+            "(unbiased under any stop rule; assumes a 0/1 accuracy reward).",
+            "choices": BASELINES,
         },
     )
     eager_drop_unused_rows: bool = field(
@@ -108,51 +104,14 @@ class EagerGRPOConfig(GRPOConfig):
             "text; otherwise the rows stay. With several processes each keeps as many rows as the busiest one."
         },
     )
-    eager_on_solved: str = field(
-        default="finish",
-        metadata={
-            "help": "eager: what a solved prompt's still-running sequences do. finish: they run to the end but fork "
-            "no more. abort: they are cut and their rows freed for unsolved prompts."
-        },
-    )
-    eager_extra_cap: int = field(
-        default=1,
-        metadata={"help": "eager: an unsolved prompt may take up to this many extra budgets M from solved ones."},
-    )
-    eager_adapt_extra_cap: int = field(
-        default=3,
-        metadata={"help": "eager_adapt: a hard prompt may take up to this many extra budgets M."},
-    )
-    eager_pass_start_limit: float = field(
-        default=0.5,
-        metadata={
-            "help": "eager, eager_adapt: a prompt's extra pass starts while its first pass runs, but a new root only "
-            "within the first eager_pass_start_limit x max_completion_length engine steps, so a step's generation "
-            "stays within (1 + this) passes; later, extra budget only goes to forks of running sequences."
-        },
-    )
-    eager_pass_roots: int = field(
-        default=1,
-        metadata={"help": "eager, eager_adapt: root sequences an extra pass starts with (budget allowing)."},
-    )
-    eager_branch_patience: int = field(
-        default=1000,
-        metadata={"help": "Stop branching a prompt after this many generation steps without a fork (paper: 1000)."},
-    )
-    eager_think_end_token: str | None = field(
-        default=None,
-        metadata={
-            "help": "The token that closes reasoning, e.g. '</think>' for Qwen3: no fork after it. Must be a single "
-            "token of the tokenizer. None for models that do not think."
-        },
-    )
     eager_gold_column: str = field(
         default="answer",
         metadata={"help": "eager: the dataset column holding each prompt's gold answer, used to verify sequences."},
     )
     eager_answer_kind: str = field(
         default="math",
-        metadata={"help": "eager: how sequences are graded against the gold: math (boxed answer) or choice (letter)."},
+        metadata={"help": "eager: how sequences are graded against the gold: math (boxed answer) or choice (letter).",
+                  "choices": ANSWER_KINDS},
     )
 
     def __post_init__(self) -> None:
@@ -169,6 +128,7 @@ class EagerGRPOConfig(GRPOConfig):
             self._check_sampling()
             self._check_batch()
             self._check_eager_fields()
+            self.rollout_settings()  # rollout's own checks, with the trainer's field names
 
     @property
     def is_eager(self) -> bool:
@@ -186,14 +146,32 @@ class EagerGRPOConfig(GRPOConfig):
         """Budget M per prompt (`eager_max_sequences`, defaulting to `num_generations`)."""
         return self.eager_max_sequences if self.eager_max_sequences is not None else self.num_generations
 
+    def rollout_settings(self, **overrides) -> EagerConfig:
+        """The `rollout.EagerConfig` these settings describe (`overrides`: what a step sets, e.g. its seed)."""
+        values = {name[len(PREFIX):]: getattr(self, name) for name in ROLLOUT_FIELDS}
+        values.update(method=self.rollout_generator, max_sequences=self.eager_budget, temperature=self.temperature,
+                      max_new_tokens=self.max_completion_length, seed=self.seed,
+                      online=self.rollout_generator in ("eager", "eager_adapt"))
+        values.update(overrides)
+        try:
+            return EagerConfig(**values)
+        except SettingError as err:
+            raise err.rename(DERIVED_LABELS.get(err.name, PREFIX + err.name)) from None
+
     @property
     def run_tag(self) -> str:
-        """The generator and its parameters in a few characters (W&B group and run names)."""
+        """The generator and every setting that differs from its default (W&B group and run names)."""
         tag = f"{self.rollout_generator}-G{self.num_generations}-T{self.temperature:g}"
         if self.is_eager:
-            tag += f"-th{self.eager_entropy_threshold:g}-M{self.eager_budget}-{self.eager_fork_mode}"
-        if self.rollout_generator == "eager":
-            tag += f"-solved{self.eager_solved_min_correct}c{self.eager_solved_min_incorrect}w-{self.eager_on_solved}"
+            changed = non_default(self.rollout_settings(), skip=tuple(DERIVED))
+            if self.eager_max_sequences is not None:
+                changed["max_sequences"] = self.eager_max_sequences
+            for name in ("eager_think_end_token", "eager_baseline", "eager_drop_unused_rows", "eager_answer_kind"):
+                if getattr(self, name) != self.__dataclass_fields__[name].default:
+                    changed[name[len(PREFIX):]] = getattr(self, name)
+            tag += "".join(f"-{name}={_short(value)}" for name, value in changed.items())
+        if len(tag) > 128:  # W&B's limit on group names: keep a readable head and a hash of the whole
+            tag = tag[:111] + "-" + hashlib.sha256(tag.encode()).hexdigest()[:16]
         return tag
 
     def _fail(self, name: str, why: str) -> ValueError:
@@ -221,8 +199,6 @@ class EagerGRPOConfig(GRPOConfig):
             )
 
     def _check_sampling(self) -> None:
-        if not self.temperature > 0:
-            raise self._fail("temperature", "EAGer samples; set a temperature > 0 (the paper uses 0.6).")
         neutral = {"top_p": (1.0,), "top_k": (0, -1, None), "min_p": (None, 0.0), "repetition_penalty": (1.0,)}
         for name, allowed in neutral.items():
             if getattr(self, name) not in allowed:
@@ -255,37 +231,26 @@ class EagerGRPOConfig(GRPOConfig):
             )
 
     def _check_eager_fields(self) -> None:
+        """What TRL's side cannot honour; rollout's own checks follow in `rollout_settings`."""
         if not 1 <= self.eager_budget <= self.num_generations:
             raise self._fail(
                 "eager_max_sequences",
                 f"the budget must be between 1 and num_generations={self.num_generations} (the rows a prompt owns).",
             )
-        choices = {"eager_fork_mode": FORK_MODES, "eager_on_solved": ON_SOLVED, "eager_answer_kind": ANSWER_KINDS,
-                   "eager_stop_rule": STOP_RULES, "eager_baseline": BASELINES}
         if self.eager_fork_mode == "recursion":
             raise self._fail("eager_fork_mode", "EGLR forks re-apply the model's layers, which only the transformers "
-                             f"engine can (rollout.hf_engine); TRL's GRPO generates with vLLM. Choose one of {FORK_MODES}.")
-        for name, allowed in choices.items():
+                             "engine can (rollout.hf_engine); TRL generates with vLLM. Choose resample, alternative "
+                             "or top2.")
+        if self.eager_entropy_source == "full_vocab":
+            raise self._fail("eager_entropy_source", "TRL builds its vLLM engine with at most 20 log-probs per token; "
+                             "use topk.")
+        for name, allowed in (("eager_baseline", BASELINES), ("eager_answer_kind", ANSWER_KINDS)):
             if getattr(self, name) not in allowed:
                 raise self._fail(name, f"choose one of {allowed}.")
-        if self.eager_entropy_threshold < 0:
-            raise self._fail("eager_entropy_threshold", "entropies are >= 0 nats; use a threshold >= 0.")
-        if self.eager_solved_min_correct < 1:
-            raise self._fail("eager_solved_min_correct", "a solved prompt needs at least one correct sequence.")
-        nonnegative = ("eager_solved_min_incorrect", "eager_extra_cap", "eager_adapt_extra_cap", "eager_pass_start_limit")
-        for name in nonnegative:
-            if getattr(self, name) < 0:
-                raise self._fail(name, "must be >= 0.")
-        if self.eager_signal_easy_k < 1:
-            raise self._fail("eager_signal_easy_k", "a prompt needs at least one right answer to count as too easy.")
         if self.eager_baseline == "verdicts" and self.rollout_generator != "eager":
             raise self._fail("eager_baseline", "'verdicts' needs the label-aware generator (rollout_generator: eager).")
         if self.eager_baseline == "verdicts" and self.multi_objective_aggregation != "sum_then_normalize":
             raise self._fail("eager_baseline", "'verdicts' needs multi_objective_aggregation='sum_then_normalize'.")
-        if self.eager_pass_roots < 1:
-            raise self._fail("eager_pass_roots", "an extra pass starts at least one root.")
-        if self.eager_branch_patience < 1:
-            raise self._fail("eager_branch_patience", "must be at least 1 step.")
         if self.rollout_generator == "eager" and not self.eager_gold_column:
             raise self._fail("eager_gold_column", "label-aware EAGer needs the dataset column with the gold answers.")
         if self.eager_fork_mode != "resample":
@@ -293,3 +258,7 @@ class EagerGRPOConfig(GRPOConfig):
                 "eager_fork_mode=%r forces tokens at forks: those tokens are off-policy. Use 'resample' for exact "
                 "policy samples.", self.eager_fork_mode,
             )
+
+
+def _short(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rewards import GoldVerifier
 from rollout import EagerConfig, RolloutResult, generate
 from trainers.advantages import verdict_baseline
 
@@ -32,21 +33,6 @@ logger = logging.getLogger(__name__)
 
 Grade = Callable[[str, Any], "float | None"]  # rewards.Verifier's signature: (prediction, gold) -> score
 RESERVED = ("prompt_ids", "completion_ids", "logprobs", "env_mask", "eager_group", "eager_used", "eager_baseline")
-
-
-class GoldVerifier:
-    """`verifier(prompt_index, completion_ids)` for `rollout.generate`: decode, then grade against the gold.
-
-    Runs on rollout's background threads while generation goes on; `grade` must be thread-safe
-    (`rewards.Verifier` is: it grades in a process pool with timeouts).
-    """
-
-    def __init__(self, decode: Callable[[list[int]], str], golds: list[Any], grade: Grade) -> None:
-        self.decode, self.golds, self.grade = decode, golds, grade
-
-    def __call__(self, prompt_index: int, completion_ids: list[int]) -> bool | None:
-        score = self.grade(self.decode(completion_ids), self.golds[prompt_index])
-        return None if score is None else float(score) >= 1.0
 
 
 def layout_rows(counts: list[int], group_size: int) -> list[tuple[int, int] | None]:
@@ -76,31 +62,15 @@ def layout_rows(counts: list[int], group_size: int) -> list[tuple[int, int] | No
 
 
 def rollout_config(trainer: EagerGRPOTrainer, group_size: int) -> EagerConfig:
-    """The `rollout` parameters of this step, from the trainer's config."""
+    """The `rollout` settings of this step: the trainer's, with this step's seed, stop ids and budget."""
     args = trainer.args
     process = trainer.accelerator.process_index
     step = trainer.state.global_step + (0 if trainer.model.training else 1_000_000)
-    return EagerConfig(
-        method=args.rollout_generator,
+    return args.rollout_settings(
         max_sequences=min(args.eager_budget, group_size),
-        entropy_threshold=args.eager_entropy_threshold,
-        temperature=args.temperature,
-        max_new_tokens=args.max_completion_length,
-        fork_mode=args.eager_fork_mode,
-        branch_patience=args.eager_branch_patience,
         think_end_token_id=trainer.eager_think_end_token_id,
         stop_token_ids=list(trainer.eos_token_ids),
         seed=(args.seed * 1_000_003 + step * 10_007 + process * 101) % (2**31 - 1),  # fresh draws every step
-        eager_extra_cap=args.eager_extra_cap,
-        adapt_extra_cap=args.eager_adapt_extra_cap,
-        online=args.rollout_generator in ("eager", "eager_adapt"),  # one call per step, extra passes overlapping
-        stop_rule=args.eager_stop_rule,
-        signal_easy_k=args.eager_signal_easy_k,
-        pass_start_limit=args.eager_pass_start_limit,
-        pass_roots=args.eager_pass_roots,
-        solved_min_correct=args.eager_solved_min_correct,
-        solved_min_incorrect=args.eager_solved_min_incorrect,
-        on_solved=args.eager_on_solved,
     )
 
 

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,15 @@ def reload_weights(vllm_generation: Any) -> None:
     for _ in weights:  # every process must take part in every gather, even if the loader stopped early
         pass
     llm.collective_rpc(repack_lm_head)
+    llm.reset_prefix_cache()
+
+
+def load_checkpoint(llm: Any, path: Path) -> None:
+    """Load a saved checkpoint of the engine's own architecture into it in place (scoring a run's checkpoints on
+    one engine). vLLM's reload reads the safetensors of `path`; the CPU build then re-packs a tied head."""
+    llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path), "is_checkpoint_format": True})
+    if cpu_build():
+        llm.collective_rpc(repack_lm_head)
     llm.reset_prefix_cache()
 
 

@@ -3,7 +3,7 @@
 - `task`: problems, worked solutions, gold answers, train/held-out splits, JSONL datasets.
 - `tokenizer`: the character tokenizer, built in code and saved with the model.
 - `pretrain`: supervised training of the model, cached by config hash (`ensure_model`).
-- `evaluate`: held-out accuracy with vLLM (`evaluate_accuracy`).
+- `evaluate`: held-out accuracy with vLLM (`recipes.heldout`).
 
 Only `task` and `tokenizer` are imported here: `pretrain` and `evaluate` pull in torch and vLLM.
 """

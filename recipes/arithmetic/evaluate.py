@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from transformers import HfArgumentParser
 
 from recipes.arithmetic.task import HELDOUT_DIGITS, Problem, heldout_problems, is_correct, max_solution_chars
-from recipes.engine_env import cpu_engine_env
 
 if TYPE_CHECKING:
     from vllm import LLM
@@ -34,34 +32,25 @@ def max_completion_tokens(digits: int) -> int:
     return max_solution_chars(digits) + 16
 
 
-def load_llm(model_dir: str | Path, max_model_len: int = 256, seed: int = 0, **kwargs) -> LLM:
-    """A vLLM engine on the model with the CPU settings of the shared spec (float32, eager, 32-token blocks)."""
-    import torch
+def load_llm(model_dir: str | Path, max_model_len: int = 256, seed: int = 0, **kwargs: Any) -> LLM:
+    """A vLLM engine on the model with the CPU settings (float32, eager mode, 32-token KV blocks for prefix hits)."""
+    from recipes.heldout import build_engine
 
-    if not torch.cuda.is_available():  # the CPU engine's defaults take 10 GiB and a subprocess
-        cpu_engine_env(kv_cache_gib=1)
-    from vllm import LLM
-
-    opts = dict(dtype="float32", enforce_eager=True, block_size=32, max_model_len=max_model_len, seed=seed)
-    return LLM(model=str(model_dir), **{**opts, **kwargs})
+    return build_engine(model_dir, max_model_len=max_model_len, seed=seed, **kwargs)
 
 
 @dataclass
 class EvalReport:
     accuracy: float
+    stderr: float  # over problems (recipes.heldout)
     n: int
     temperature: float
     per_digits: dict[int, float]  # digit count -> accuracy
-    mean_completion_tokens: float
-    tokens_per_second: float  # completion tokens over the wall time of generate()
     samples: list[tuple[str, str, str]] = field(repr=False)  # (prompt, completion, gold) of every problem
 
     def summary(self) -> str:
         per = " ".join(f"{d}d={a:.2f}" for d, a in sorted(self.per_digits.items()))
-        return (
-            f"accuracy={self.accuracy:.3f} (n={self.n}, T={self.temperature}) {per} "
-            f"mean_tokens={self.mean_completion_tokens:.1f} tok/s={self.tokens_per_second:.0f}"
-        )
+        return f"accuracy={self.accuracy:.3f} +- {self.stderr:.3f} (n={self.n}, T={self.temperature}) {per}"
 
 
 def evaluate(
@@ -77,42 +66,26 @@ def evaluate(
 
     Pass an existing `llm` to reuse an engine; otherwise one is built on `model_dir`.
     """
-    from vllm import SamplingParams
+    from recipes.heldout import sample_accuracy
 
     if llm is None and model_dir is None:
         raise ValueError("pass model_dir or an llm")
     problems = list(problems) if problems is not None else heldout_problems(n, digits)
     llm = llm if llm is not None else load_llm(model_dir, seed=seed)
-    params = SamplingParams(
-        temperature=temperature, max_tokens=max_completion_tokens(max(p.digits for p in problems)), seed=seed
-    )
-    start = time.perf_counter()
-    outputs = llm.generate([p.prompt for p in problems], params, use_tqdm=False)
-    wall = time.perf_counter() - start
-    hits, by_digits, n_tokens, samples = 0, defaultdict(list), 0, []
-    for p, out in zip(problems, outputs):
-        completion = out.outputs[0]
-        ok = is_correct(completion.text, p.answer)
-        hits += ok
-        by_digits[p.digits].append(ok)
-        n_tokens += len(completion.token_ids)
-        samples.append((p.prompt, completion.text, p.answer))
+    accuracy, texts = sample_accuracy(
+        llm, [p.prompt for p in problems], [p.answer for p in problems], is_correct,
+        max_tokens=max_completion_tokens(max(p.digits for p in problems)), temperature=temperature, seed=seed)
+    by_digits = defaultdict(list)
+    for p, right in zip(problems, accuracy.per_problem):
+        by_digits[p.digits].append(right)
     return EvalReport(
-        accuracy=hits / len(problems),
+        accuracy=accuracy.mean,
+        stderr=accuracy.stderr,
         n=len(problems),
         temperature=temperature,
         per_digits={d: sum(v) / len(v) for d, v in by_digits.items()},
-        mean_completion_tokens=n_tokens / len(problems),
-        tokens_per_second=n_tokens / wall,
-        samples=samples,
+        samples=[(p.prompt, t[0], p.answer) for p, t in zip(problems, texts)],
     )
-
-
-def evaluate_accuracy(
-    model_dir: str | Path, n: int = 400, temperature: float = RECIPE_TEMPERATURE, digits: Sequence[int] = HELDOUT_DIGITS
-) -> float:
-    """Held-out accuracy (fraction of `n` problems whose sampled boxed answer equals the gold)."""
-    return evaluate(model_dir, n=n, temperature=temperature, digits=digits).accuracy
 
 
 def hf_greedy(model_dir: str | Path, prompts: Sequence[str], max_new_tokens: int = 64) -> list[str]:

@@ -23,25 +23,21 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import HfArgumentParser, Qwen2ForCausalLM
 
 from recipes.arithmetic.task import HELDOUT_DIGITS, SOLUTION_FORMAT, iter_problems, make_problems, max_solution_chars
 from recipes.arithmetic.tokenizer import BOS_ID, EOS_ID, PAD_ID, build_tokenizer, encode
+from recipes.sft import IGNORE, run_record, solution_probabilities, train_until
 from recipes.tiny_model import SPEC_FILE, Qwen2Spec, cache_root, cached_build, count_parameters, fingerprint
 from recipes.tiny_model import qwen2_config, save_model, tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)
-IGNORE = -100  # label of positions without loss (prompt, padding)
 NOT_HASHED = ("num_threads", "max_seconds", "log_every")  # PretrainConfig fields that don't change the model
 VAL_SEED = 7  # the validation problems behind the early stop
 
@@ -142,54 +138,9 @@ def make_batch(problems: list, device: str = "cpu") -> tuple[torch.Tensor, torch
     return ids.to(device), lab.to(device)
 
 
-@torch.no_grad()
-def solution_probabilities(
-    model, problems: list, batch_size: int = 64, batch: Callable | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forced, per problem: P(a T=1 sample is exactly the solution + EOS), and whether greedy is.
-
-    Both are exact for this task's deterministic solutions (a sample that strays from the worked
-    solution and still boxes the right answer is possible but rare), at the cost of one forward
-    pass instead of a generation. Returns two (N,) tensors: probabilities and 0/1 floats.
-    `batch(problems) -> (input_ids, labels, attention_mask or None)` makes the rows of another
-    task (default: this task's `make_batch`, no mask).
-    """
-    batch = batch or (lambda ps: (*make_batch(ps), None))
-    was_training = model.training
-    model.eval()
-    probs, greedy = [], []
-    for i in range(0, len(problems), batch_size):
-        ids, labels, mask = batch(problems[i : i + batch_size])
-        masked = {} if mask is None else {"attention_mask": mask}
-        logprobs = model(input_ids=ids, **masked).logits[:, :-1].float().log_softmax(-1)  # (B, T-1, V)
-        target, mask = labels[:, 1:], labels[:, 1:] != IGNORE
-        gold = logprobs.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-        probs.append((gold * mask).sum(-1).exp())
-        greedy.append(((logprobs.argmax(-1) == target) | ~mask).all(-1).float())
-    model.train(was_training)
-    return torch.cat(probs), torch.cat(greedy)
-
-
-def lr_at(step: int, cfg: PretrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def train_step(model, opt, ids: torch.Tensor, labels: torch.Tensor, lr: float, clip: float,
-               attention_mask: torch.Tensor | None = None) -> float:
-    """One AdamW step on next-token loss over the labelled positions; returns the loss."""
-    masked = {} if attention_mask is None else {"attention_mask": attention_mask}
-    logits = model(input_ids=ids, **masked).logits  # (B, T, V); right padding needs no mask
-    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
-    for group in opt.param_groups:
-        group["lr"] = lr
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    opt.step()
-    return loss.item()
+def validation_batch(problems: list) -> tuple[torch.Tensor, torch.Tensor, None]:
+    """`make_batch` rows for `recipes.sft.solution_probabilities` (right padding: no mask needed)."""
+    return (*make_batch(problems), None)
 
 
 def train(cfg: PretrainConfig, out_dir: str | Path) -> Path:
@@ -204,41 +155,17 @@ def train(cfg: PretrainConfig, out_dir: str | Path) -> Path:
     streams = {d: iter_problems(cfg.seed * 1000 + d, [d], cfg.ops, "train") for d in sorted(set(cfg.digits))}
     pick = random.Random(cfg.seed)
     val = make_problems(cfg.val_size, VAL_SEED, cfg.val_digits, cfg.ops, split="train")
-    # CPU time next to wall time: on a shared machine the wall clock overstates the cost.
-    start, cpu_start, running, stop, val_acc = time.perf_counter(), time.process_time(), None, "steps", None
-    for step in range(1, cfg.steps + 1):
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor, None]:
         stream = streams[pick.choice(cfg.digits)]
-        ids, labels = make_batch([next(stream) for _ in range(cfg.batch_size)])
-        loss = train_step(model, opt, ids, labels, lr_at(step - 1, cfg), cfg.grad_clip)
-        running = loss if running is None else 0.95 * running + 0.05 * loss
-        elapsed = time.perf_counter() - start
-        if step % cfg.log_every == 0:
-            cpu = time.process_time() - cpu_start
-            logger.info("step %d loss %.4f (%.0f s wall, %.0f s cpu)", step, running, elapsed, cpu)
-        if step > cfg.warmup_steps and step % cfg.eval_every == 0 and 0 < cfg.target_accuracy <= 1:
-            probs, greedy = solution_probabilities(model, val)
-            val_acc = {"sampled_t1": probs.mean().item(), "greedy": greedy.mean().item()}
-            logger.info("step %d validation: T=1 %.3f, greedy %.3f", step, val_acc["sampled_t1"], val_acc["greedy"])
-            if val_acc["sampled_t1"] >= cfg.target_accuracy:
-                stop = "target_accuracy"
-                break
-        if elapsed > cfg.max_seconds:
-            stop = "max_seconds"
-            logger.warning("stopping at step %d: %.0f s is over max_seconds", step, elapsed)
-            break
-    meta = {
-        "kind": "arithmetic",
-        "key": cfg.key(),
-        "config": asdict(cfg),
-        "n_params": count_parameters(model),
-        "steps_trained": step,
-        "stop_reason": stop,
-        "validation_accuracy": val_acc,
-        "train_seconds": round(time.perf_counter() - start, 1),
-        "train_cpu_seconds": round(time.process_time() - cpu_start, 1),
-        "final_loss": running,
-    }
-    logger.info("stopped after %d steps (%s), %.0f s", step, stop, meta["train_seconds"])
+        return (*make_batch([next(stream) for _ in range(cfg.batch_size)]), None)
+
+    def validate() -> dict[str, float]:
+        probs, greedy = solution_probabilities(model, val, validation_batch)
+        return {"sampled_t1": probs.mean().item(), "greedy": greedy.mean().item()}
+
+    result = train_until(model, opt, next_batch, cfg, validate, smoothing=0.05)
+    meta = run_record("arithmetic", cfg.key(), asdict(cfg), count_parameters(model), result)
     return save_model(model.eval(), out_dir, tokenizer, meta)
 
 

@@ -25,6 +25,8 @@ from evaluation import recap
 from evaluation.cli import main
 from evaluation.runner import TEST_STOP_AFTER_ENV
 
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -28,6 +28,7 @@ def eglr_run(tiny_model, shared_data, tmp_path_factory):
     return out, args, path
 
 
+@pytest.mark.slow
 def test_every_pool_is_generated_and_labelled(eglr_run):
     _, _, path = eglr_run
     data = json.loads(path.read_text())
@@ -52,6 +53,7 @@ def test_every_pool_is_generated_and_labelled(eglr_run):
         assert key in data["results"]
 
 
+@pytest.mark.slow
 def test_recap_prints_the_eglr_table(eglr_run, capsys):
     out, _, _ = eglr_run
     assert recap.main([str(out), "--no_plots"]) == 0
@@ -59,6 +61,7 @@ def test_recap_prints_the_eglr_table(eglr_run, capsys):
     assert "temperature-only oracle" in text and "(6 rollouts" in text and "(3 rollouts" in text
 
 
+@pytest.mark.slow
 def test_running_again_generates_nothing(eglr_run):
     out, args, path = eglr_run
     before = path.read_text()
@@ -67,6 +70,7 @@ def test_running_again_generates_nothing(eglr_run):
     assert after["entropy-aware-generations"] == json.loads(before)["entropy-aware-generations"]
 
 
+@pytest.mark.slow
 def test_eglr_needs_the_hf_backend_and_valid_spans(tiny_model, shared_data, tmp_path, capsys):
     data = shared_data / "aime_2025.jsonl"
     with pytest.raises(SystemExit):
@@ -97,6 +101,7 @@ def test_oracles_on_hand_made_records():
         (0, False, 9), (2, False, 3), (4, False, 3), (0, True, 1), (2, True, 1), (4, True, 1)]
 
 
+@pytest.mark.slow
 def test_eager_init_with_recursion_forks(tiny_model, shared_data, tmp_path):
     out = tmp_path / "fork"
     args = _args(tiny_model, shared_data / "aime_2025.jsonl", out, "--experiments", "eager_init", "--fork_mode",
@@ -113,6 +118,8 @@ def test_eager_init_with_recursion_forks(tiny_model, shared_data, tmp_path):
 def test_a_directory_check_ignores_only_what_every_experiment_to_run_ignores():
     from evaluation.store import ignored_by_all
 
-    assert ignored_by_all(["eglr"]) == {"max_sequences", "fork_mode"}
-    assert ignored_by_all(["parallel"]) == {"entropy_threshold", "fork_mode"}
+    label_aware = {"stop_rule", "solved_min_correct", "solved_min_incorrect", "signal_easy_k", "on_solved"}
+    assert ignored_by_all(["eglr"]) == {"max_sequences", "fork_mode", *label_aware}
+    assert ignored_by_all(["parallel"]) == {"entropy_threshold", "fork_mode", *label_aware}
+    assert ignored_by_all(["parallel", "eager_init", "eager_adapt"]) == label_aware
     assert ignored_by_all(["parallel", "eager_init", "eager_adapt", "eager"]) == set()

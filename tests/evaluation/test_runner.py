@@ -115,10 +115,10 @@ def test_scores_and_metrics_follow_the_answers(tmp_path, shared_data, tokenizer_
 
 
 def test_label_verifier_agrees_with_the_records(tmp_path, shared_data, tokenizer_dir, qwen_tokenizer):
-    from evaluation.scoring import LabelVerifier
+    from evaluation.scoring import label_verifier
 
     ctx = _context(tmp_path, shared_data, tokenizer_dir)
-    verifier = LabelVerifier(ctx.problems, ctx.tokenizer, ctx.scorer)
+    verifier = label_verifier(ctx.problems, ctx.tokenizer, ctx.scorer)
     right = qwen_tokenizer(RIGHT, add_special_tokens=False)["input_ids"]
     wrong = qwen_tokenizer(WRONG, add_special_tokens=False)["input_ids"]
     assert verifier(0, right) is True and verifier(0, wrong) is False

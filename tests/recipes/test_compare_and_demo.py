@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from recipes import compare, demo
 
 
@@ -24,6 +26,7 @@ run.finish()
     subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
 
 
+@pytest.mark.slow
 def test_compare_reads_offline_runs_on_the_token_axis(tmp_path, capsys):
     _offline_run(tmp_path, "par", "parallel", 300)
     _offline_run(tmp_path, "eag", "eager", 100)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 
 import pytest
 
 from rewards.code import CodeAccuracy, build_program, code_accuracy, extract_code, run_tests
+
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
 
 # A HumanEval-shaped row.
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Return a + b."""\n'
@@ -40,10 +41,10 @@ def test_a_wrong_completion_fails() -> None:
 
 
 def test_an_infinite_loop_is_stopped() -> None:
-    start = time.monotonic()
+    """Stopped by the sandbox itself (its CPU-time limit or its deadline), not by finishing."""
     result = run_tests("def add(a, b):\n    while True:\n        pass\n", TEST, ENTRY, timeout_s=1.0)
     assert result.score == 0.0 and result.status in ("timeout", "failed")
-    assert time.monotonic() - start < 5.0
+    assert result.status == "timeout" or result.returncode != 0
 
 
 def test_unbounded_allocation_is_stopped() -> None:
@@ -83,7 +84,7 @@ def test_files_and_output_are_contained() -> None:
         assert not os.path.exists("/etc/eager-sandbox-escape-test")
     spammer = "while True:\n    print('x' * 10000)\n" + SOLUTION
     result = run_tests(spammer, TEST, ENTRY, **LIMITS)
-    assert result.score == 0.0 and result.wall_s < 5.0  # the file-size limit stops it
+    assert result.score == 0.0 and "File too large" in result.stderr_tail  # the file-size limit stops it
     scratch = "open('scratch.txt', 'w').write('ok')\n" + SOLUTION  # its own directory is writable
     assert run_tests(scratch, TEST, ENTRY, **LIMITS).passed
 

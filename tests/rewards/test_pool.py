@@ -14,7 +14,12 @@ import pytest
 from rewards import verify_batch
 from rewards.pool import VerifierPool
 
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
+
 TIMEOUT_S = 0.5
+# Guards against a hang only (a failing pool would never answer): how fast the pool answers is the
+# verifier benchmark's business, never a timed assertion here.
+HANG_GUARD_S = 600
 
 # (name, completion, gold, expected score or None when only "0 or 1, in time" is asserted)
 HOSTILE = [
@@ -62,36 +67,36 @@ def wait_ended(pids: list[int], timeout_s: float = 30.0) -> list[int]:
     return running
 
 
-def _check(scores: list, elapsed: float, budget: float) -> None:
-    for (name, _, _, expected), score in zip(HOSTILE, scores):
+def _check(scores: list) -> None:
+    for (name, _, _, expected), score in zip(HOSTILE, scores, strict=True):
         assert score in (0.0, 1.0), (name, score)
         if expected is not None:
             assert score == expected, name
-    assert elapsed < budget, f"hostile corpus took {elapsed:.1f}s, budget {budget:.1f}s"
 
 
-def _budget(pool: VerifierPool, timeout_s: float, copies: int = 1) -> float:
-    # At worst every item runs to its hard deadline, spread over the workers, plus restarts.
-    per_item = timeout_s + pool.kill_grace_s
-    return copies * len(HOSTILE) * per_item / pool.num_workers + 20.0
+def _verify(pool: VerifierPool, items: list[tuple[str, str]], timeout_s: float) -> list:
+    """verify_batch on a thread, so that a hang fails the test instead of stalling the suite."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        future = executor.submit(lambda: verify_batch([c for c, _ in items], [g for _, g in items], pool=pool,
+                                                      timeout_s=timeout_s))
+        return future.result(timeout=HANG_GUARD_S)
 
 
 def test_hostile_corpus_from_the_main_thread(pool: VerifierPool) -> None:
     assert threading.current_thread() is threading.main_thread()
-    start = time.monotonic()
     scores = verify_batch([c for _, c, _, _ in HOSTILE], [g for _, _, g, _ in HOSTILE], pool=pool, timeout_s=TIMEOUT_S)
-    _check(scores, time.monotonic() - start, _budget(pool, TIMEOUT_S))
+    _check(scores)
 
 
-def test_each_hostile_item_alone_answers_within_its_limit(pool: VerifierPool) -> None:
-    """One item at a time on an idle pool: its own limit plus the kill grace, plus scheduling slack."""
+def test_each_hostile_item_alone_is_answered_by_its_worker_or_its_deadline(pool: VerifierPool) -> None:
+    """One item at a time on an idle pool: a worker answers it, or the pool kills that worker at the item's
+    deadline and replaces it; either way the item is answered and the pool keeps its size."""
     for name, completion, gold, _ in HOSTILE:
-        start = time.monotonic()
-        score = verify_batch([completion], [gold], pool=pool, timeout_s=0.5)[0]
-        elapsed = time.monotonic() - start
+        restarts = pool.restarts
+        (score,) = _verify(pool, [(completion, gold)], TIMEOUT_S)
         assert score in (0.0, 1.0), name
-        # slack: a replaced worker may still be importing when the next item arrives
-        assert elapsed < 0.5 + pool.kill_grace_s + 5.0, (name, elapsed)
+        assert pool.restarts in (restarts, restarts + 1), name  # at most the one worker it was stuck in
+        assert len(pool.worker_pids()) <= pool.num_workers
 
 
 def test_hostile_corpus_from_worker_threads_concurrently(pool: VerifierPool) -> None:
@@ -101,13 +106,11 @@ def test_hostile_corpus_from_worker_threads_concurrently(pool: VerifierPool) -> 
         scores = verify_batch(completions, golds, pool=pool, timeout_s=0.5)
         return scores, threading.current_thread() is threading.main_thread()
 
-    start = time.monotonic()
     with ThreadPoolExecutor(max_workers=3) as executor:
-        results = list(executor.map(run, range(3)))
-    elapsed = time.monotonic() - start
+        results = [f.result(timeout=HANG_GUARD_S) for f in [executor.submit(run, k) for k in range(3)]]
     for scores, on_main in results:
         assert not on_main
-        _check(scores, elapsed, _budget(pool, 0.5, copies=3))
+        _check(scores)
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +127,10 @@ def test_a_stuck_worker_is_killed_and_replaced(solo_pool: VerifierPool) -> None:
     (pid,) = solo_pool.worker_pids()
     restarts = solo_pool.restarts
     os.kill(pid, signal.SIGSTOP)
-    start = time.monotonic()
     future = solo_pool.submit([("math", "1", "1", True, 1.0), ("math", "2", "2", True, 1.0)])
-    scores = future.result(timeout=60)
+    scores = future.result(timeout=HANG_GUARD_S)
     assert scores == [0.0, 1.0]  # the item it was stuck on scores 0; the next ran on the replacement
     assert solo_pool.restarts == restarts + 1 and solo_pool.worker_pids() != [pid]
-    assert time.monotonic() - start < 1.0 + 0.5 + 30.0  # hard deadline, then a fresh worker's startup
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # killed and reaped
 
@@ -144,7 +145,7 @@ def test_a_worker_that_died_while_idle_costs_no_item(solo_pool: VerifierPool) ->
 def test_close_resolves_everything_and_refuses_new_work(solo_pool: VerifierPool) -> None:
     future = solo_pool.submit([("math", "x^2", "x^2", False, 5.0)] * 40)
     solo_pool.close()
-    assert all(s in (0.0, 1.0) for s in future.result(timeout=30))
+    assert all(s in (0.0, 1.0) for s in future.result(timeout=HANG_GUARD_S))
     assert solo_pool.closed and solo_pool.worker_pids() == []
     with pytest.raises(RuntimeError, match="closed"):
         solo_pool.submit([("math", "1", "1", True, 1.0)])
@@ -152,6 +153,7 @@ def test_close_resolves_everything_and_refuses_new_work(solo_pool: VerifierPool)
 
 EXIT_SCRIPT = r"""
 import threading, rewards
+
 scores = []
 thread = threading.Thread(target=lambda: scores.extend(rewards.verify_batch([r"\boxed{2}"], [2])))
 thread.start(); thread.join()
@@ -165,9 +167,8 @@ def test_the_default_pool_shuts_down_at_exit_without_orphans() -> None:
     import subprocess
     import sys
 
-    start = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert done.returncode == 0, done.stderr
     pids = [int(p) for p in done.stdout.split()]
-    assert pids and time.monotonic() - start < 60
+    assert pids
     assert wait_ended(pids) == []

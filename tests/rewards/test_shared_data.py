@@ -29,6 +29,8 @@ from rewards.extract import extract_boxed, normalize_gold
 from rewards.pool import VerifierPool
 from rewards.verifier import build_items, verify_batch
 
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
+
 FILES = ["aime_2024", "aime_2025", "gsm8k_test", "hmmt_feb_2025", "math500"]
 KNOWN_FAILURES: dict[tuple[str, str], set[int]] = {
     ("aime_2024", "solution_box"): {0, 15},

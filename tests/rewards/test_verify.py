@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from rewards import Verifier, submit_batch, verify_batch
+from rewards import GoldVerifier, Verifier, submit_batch, verify_batch
 from rewards.pool import VerifierPool
 
 
@@ -108,3 +108,12 @@ def test_bad_arguments_raise_at_once() -> None:
         verify_batch(["x", "y"], ["1"])
     with pytest.raises(ValueError, match="timeout"):
         Verifier(timeout_s=0)
+
+
+def test_gold_verifier_decodes_and_grades_against_the_prompts_gold():
+    seen = []
+    verifier = GoldVerifier(lambda ids: " ".join(map(str, ids)), ["1 2", "3"],
+                            lambda text, gold: seen.append((text, gold)) or float(text == gold))
+    assert verifier(0, [1, 2]) is True and verifier(1, [1, 2]) is False
+    assert seen == [("1 2", "1 2"), ("1 2", "3")]
+    assert GoldVerifier(str, [None], lambda text, gold: None)(0, [1]) is None

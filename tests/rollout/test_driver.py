@@ -5,6 +5,7 @@ import pytest
 
 from rollout import INHERITED, EagerConfig, generate, spend_saved_budget
 from rollout.driver import Driver
+from rollout.schedule import Schedule
 from tests.rollout.scripted import EOS, ScriptedEngine
 
 V = 30
@@ -174,14 +175,15 @@ def test_online_eager_stops_solved_prompts_and_moves_their_budget(monkeypatch):
     m = 4
     engine = ScriptedEngine(script({2, 5, 8}, 12, calm_prompt_len=3))  # prompt 0: one sequence, solved early
     solved_at: dict[int, int] = {}
-    original = Driver._record_verdict
+    original = Schedule.verdict
 
-    def spy(self, i, s, verdict):
-        original(self, i, s, verdict)
+    def spy(self, i, verdict):
+        stopped = original(self, i, verdict)
         if self.trees[i].solved and i not in solved_at:
             solved_at[i] = len(engine.added)
+        return stopped
 
-    monkeypatch.setattr(Driver, "_record_verdict", spy)
+    monkeypatch.setattr(Schedule, "verdict", spy)
     r = generate(engine, prompts(3), cfg(method="eager", online=True, max_sequences=m, entropy_threshold=1.0),
                  verifier=lambda i, ids: i == 0)
     assert set(solved_at) == {0} and r.trees[0].solved

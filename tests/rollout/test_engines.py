@@ -8,6 +8,8 @@ from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from rollout import INHERITED, EagerConfig, generate
 from rollout.hf_engine import HFEngine
 
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
+
 STOP = list(range(2, 60))  # a random model rarely picks one token; with 58 stop ids most sequences end early
 PROMPTS = [[7, 8, 9, 10, 11, 12, 13, 14, 15 + i] for i in range(4)]  # 8+ tokens: avoids a CPU attention-kernel fault
 

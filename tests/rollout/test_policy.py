@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from rollout.budget import Ledger, split_saved_budget
+from rollout.schedule import Ledger, retry_threshold, split_saved_budget
 from rollout.config import EagerConfig
 from rollout.entropy import full_vocab_entropy, topk_entropy
-from rollout.policy import EntropyHistory, PromptBranching, fork_tokens, retry_threshold
+from rollout.policy import EntropyHistory, PromptBranching, fork_tokens
 
 
 def test_uniform_top20_entropy_is_ln20():

@@ -14,6 +14,8 @@ from rollout.engine import Request
 from rollout.hf_engine import HFEngine
 from rollout.recursion import Recursion, _PeekCache, decoder_parts, gate_entropy, recurse, total_variation
 
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
+
 PROMPTS = [[7, 8, 9, 10, 11, 12, 13, 14, 15 + i] for i in range(3)]
 STOP = list(range(2, 12))
 

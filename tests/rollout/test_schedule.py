@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rollout import EagerConfig, generate
-from rollout.budget import pass_start_deadline
+from rollout.schedule import pass_start_deadline
 from tests.rollout.scripted import EOS, ScriptedEngine
 
 V = 30
@@ -205,3 +205,74 @@ def test_pass_start_limit_is_checked():
         cfg(pass_roots=0)
     with pytest.raises(ValueError, match="online"):
         EagerConfig(method="eager_init", online=True)
+
+
+def test_a_none_verdict_counts_as_wrong_in_the_plan_and_in_the_pass_that_spends_it():
+    """Phase 2 with the mix rule (one right and one wrong): the first pass left one unverifiable answer
+    (verdict None). The plan counts it as wrong, so the prompt is unsolved and gets a share; the pass
+    that spends it counts it as wrong too, so the first right answer stops the prompt."""
+    from rollout import spend_saved_budget
+    from rollout.types import PromptTree, Sequence
+
+    c = cfg(method="eager", online=False, solved_min_incorrect=1, max_sequences=4, fork_mode="resample",
+            p99_floor=False, entropy_threshold=100.0)  # no forks: each pass is one root
+    first = Sequence(index=0, tokens=[5, EOS], logprobs=[0.0, 0.0], entropies=[0.0, 0.0], finished=True,
+                     finish_reason="stop", score=None)
+    trees = [PromptTree(0, [1, 1, 1], 4, c.entropy_threshold, sequences=[first])]
+    verifier = lambda i, ids: None if ids == [5, EOS] else True  # noqa: E731  (the first answer stays undecidable)
+    r = spend_saved_budget(ClockedEngine(varied_lengths(high=())), trees, c, verifier=verifier)
+    tree = r.trees[0]
+    assert tree.solved
+    assert tree.n_sequences == 2  # one right answer beside the unverifiable one: a mix, stop
+    assert tree.sequences[1].verdicts_at_start == (0, 1)
+
+
+class Recorder:
+    """A `rollout.schedule.Runner` that records what the schedule asks for (no engine at all)."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple] = []
+
+    def start_root(self, prompt, retry):
+        self.log.append(("root", prompt, retry))
+
+    def set_threshold(self, prompt, threshold):
+        self.log.append(("threshold", prompt, round(threshold, 6)))
+
+    def closed(self, prompt):
+        self.log.append(("closed", prompt))
+
+
+def test_the_schedule_alone_decides_roots_thresholds_and_closing():
+    from rollout.schedule import Schedule, call_ledger
+    from rollout.types import PromptTree
+
+    c = cfg(max_sequences=2, entropy_threshold=1.0, max_new_tokens=40, pass_start_limit=0.5)  # deadline: step 20
+    trees = [PromptTree(i, [1] * 3, 2, 1.0) for i in range(2)]
+    sched, runner = Schedule(trees, c, call_ledger(trees, c), retry_method="eager", online=True,
+                             label_aware=True), Recorder()
+    sched.begin([0, 1], runner)
+    assert runner.log == [("threshold", 0, 1.0), ("root", 0, 0), ("threshold", 1, 1.0), ("root", 1, 0)]
+    for i in (0, 1):
+        sched.started(i)
+    # Prompt 0's root ends right at step 3; prompt 1's root keeps running.
+    sched.ended(0)
+    sched.awaiting_verdict(0)
+    assert sched.verdict(0, True) is True and trees[0].solved  # stopped at the first right answer
+    runner.log.clear()
+    sched.tick(3, runner)
+    assert runner.log == [("closed", 0)]  # its unused slot joins the pool
+    # Prompt 1: a wrong verdict of a forked child before the deadline: a new root at the lowered threshold.
+    sched.awaiting_verdict(1)
+    assert sched.verdict(1, None) is False  # None counts as wrong: a need
+    runner.log.clear()
+    sched.tick(10, runner)
+    assert runner.log == [("threshold", 1, 0.8), ("root", 1, 1)]
+    sched.started(1)
+    # Another wrong verdict after the deadline: no root, the running sequences get the next threshold.
+    sched.awaiting_verdict(1)
+    sched.verdict(1, False)
+    runner.log.clear()
+    sched.tick(21, runner)
+    assert runner.log == [("threshold", 1, 0.64)]
+    assert sched.known_verdicts(1) == (0, 2)

@@ -78,7 +78,7 @@ def build_tiny_model(out: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=1, num_key_value_heads=1, head_dim=64,  # head_dim 64: see VLLM_CPU.md
+        num_attention_heads=1, num_key_value_heads=1, head_dim=64,  # head_dim 64: 32 crashed vLLM's CPU attention
         max_position_embeddings=256, tie_word_embeddings=True, dtype="float32",
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )

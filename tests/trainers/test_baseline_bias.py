@@ -26,6 +26,8 @@ from rollout import EagerConfig, generate
 from tests.rollout.scripted import EOS, ScriptedEngine
 from trainers.advantages import verdict_baseline
 
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
+
 V = 30
 PASS_RATES = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.8]
 DRAWS = 150

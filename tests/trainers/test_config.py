@@ -22,7 +22,7 @@ def test_default_is_trl_parallel_and_needs_no_vllm(tmp_path):
 def test_eager_config_valid(tmp_path):
     args = make_args(tmp_path, rollout_generator="eager", eager_max_sequences=3)
     assert args.is_eager and args.eager_budget == 3
-    assert args.run_tag == "eager-G4-T1-th2-M3-resample-solved1c0w-finish"
+    assert args.run_tag == "eager-G4-T1-max_sequences=3"
 
 
 @pytest.mark.parametrize(

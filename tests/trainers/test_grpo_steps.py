@@ -16,6 +16,8 @@ from datasets import Dataset
 from tests.trainers.conftest import make_args, release
 from tests.trainers.helpers import Recorder, label_grade, label_of, rows
 
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
+
 GENERATORS = {
     "parallel": {},
     # Random-model top-20 entropies sit just under ln 20 ~ 3.0: 2.9 forks a few times per prompt.

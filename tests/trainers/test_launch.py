@@ -19,6 +19,8 @@ import yaml
 
 from tests.trainers.helpers import label_of, rows
 
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
+
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS_PER_RANK, G = 2, 4
 
@@ -70,7 +72,6 @@ def check_two_ranks(scored: list[dict], state: dict) -> None:
         assert log["eager/sequences_per_prompt_mean"] * 2 * PROMPTS_PER_RANK == pytest.approx(used)
 
 
-@pytest.mark.slow
 def test_two_cpu_processes(tiny_model, tmp_path):
     scored, state, out = launch("cpu_2proc.yaml", tiny_model, tmp_path, report_to="wandb")
     check_two_ranks(scored, state)
@@ -81,7 +82,7 @@ def test_two_cpu_processes(tiny_model, tmp_path):
                               str(runs[0])], capture_output=True, text=True, timeout=120)
     assert inspect.returncode == 0, inspect.stderr
     config = json.loads(inspect.stdout)["config"]
-    tag = "eager-G4-T1-th4-M4-resample-solved1c0w-finish"
+    tag = "eager-G4-T1-entropy_threshold=4"
     assert config["rollout_generator"] == "eager" and config["eager_entropy_threshold"] == 4
     assert config["run_name"] == f"{tag}-seed0"
     # The group is not in `inspect`'s output; it is a field of the run record in the .wandb file.
@@ -89,7 +90,6 @@ def test_two_cpu_processes(tiny_model, tmp_path):
     assert re.search(re.escape(tag).encode() + rb"(?!-seed)", raw)
 
 
-@pytest.mark.slow
 def test_two_cpu_processes_deepspeed_zero2(tiny_model, tmp_path):
     scored, state, _ = launch("cpu_2proc_zero2.yaml", tiny_model, tmp_path)
     check_two_ranks(scored, state)

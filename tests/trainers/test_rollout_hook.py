@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rollout import PromptTree, RolloutResult, Sequence
 from trainers.metrics import step_metrics
-from trainers.rollout_hook import GoldVerifier, _rows, layout_rows, rollout_config
+from trainers.rollout_hook import _rows, layout_rows, rollout_config
 
 
 def test_layout_fills_own_rows_first_then_spills_into_free_ones():
@@ -65,15 +65,6 @@ def test_rows_carry_their_own_prompt_columns_and_masks():
     assert all(len(c) == len(lp) == len(m) for c, lp, m in zip(out["completion_ids"], out["logprobs"],
                                                                out["env_mask"]))
     assert trainer.eager_last_rollout is result
-
-
-def test_gold_verifier_decodes_and_grades_against_the_prompts_gold():
-    seen = []
-    verifier = GoldVerifier(lambda ids: " ".join(map(str, ids)), ["1 2", "3"],
-                            lambda text, gold: seen.append((text, gold)) or float(text == gold))
-    assert verifier(0, [1, 2]) is True and verifier(1, [1, 2]) is False
-    assert seen == [("1 2", "1 2"), ("1 2", "3")]
-    assert GoldVerifier(str, [None], lambda text, gold: None)(0, [1]) is None
 
 
 def test_step_metrics():

@@ -5,7 +5,7 @@ Pass@k, Cons@k, PassRate, tokens per prompt (#T) and sequences per prompt (#S), 
 `eager_token_ratio` (eager tokens / parallel tokens) and, last, `eager_passk_delta`
 (eager Pass@k - parallel Pass@k). Answers are checked with `rewards` (math-verify).
 
-    python -m recipes.benchmarks.tradeoff [--n 200] [--max_sequences 16] [--threshold 1.0] [--fork_mode top2]
+    python -m benchmarks.tradeoff [--n 200] [--max_sequences 16] [--threshold 1.0] [--fork_mode top2]
 
 Defaults: the paper's fork mode (top2) at test time; a threshold of 1.0 nats, because a
 character-level arithmetic model is far more certain per token than the LLMs the paper's
@@ -20,39 +20,7 @@ from recipes.engine_env import cpu_engine_env
 
 cpu_engine_env(kv_cache_gib=2)
 
-
-class GoldVerifier:
-    """rollout's verifier callable: decode the completion, check its boxed answer against the prompt's gold."""
-
-    def __init__(self, tokenizer, golds: list[str]) -> None:
-        from rewards import Verifier
-
-        self.tokenizer, self.golds, self.verify = tokenizer, golds, Verifier()
-
-    def __call__(self, prompt_index: int, completion_ids: list[int]) -> bool:
-        text = self.tokenizer.decode(completion_ids, skip_special_tokens=True)
-        return self.verify(text, self.golds[prompt_index]) == 1.0
-
-
-def score(result, tokenizer, golds) -> dict[str, float]:
-    """Pass@k, Cons@k, PassRate, #T, #S over the result's trees."""
-    from evaluation.metrics import cons_at_k, pass_at_k, pass_rate
-    from rewards import extract_boxed, verify_batch
-
-    rows = {"pass_at_k": 0.0, "cons_at_k": 0.0, "pass_rate": 0.0}
-    for tree in result.trees:
-        texts = [tokenizer.decode(s.tokens, skip_special_tokens=True) for s in tree.kept()]
-        scores = verify_batch(texts, [golds[tree.prompt_index]] * len(texts))
-        answers = [extract_boxed(t) for t in texts]
-        rows["pass_at_k"] += pass_at_k(scores)
-        rows["cons_at_k"] += cons_at_k(answers, scores)
-        rows["pass_rate"] += pass_rate(scores)
-    n = len(result.trees)
-    out = {k: v / n for k, v in rows.items()}
-    out["tokens_per_prompt"] = result.tokens_generated / n
-    out["sequences_per_prompt"] = result.n_sequences / n
-    out["wall_time_s"] = result.wall_time_s
-    return out
+from benchmarks.common import math_verifier, score  # noqa: E402  (after the engine's environment is set)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         "parallel": generate(engine, prompts, EagerConfig(method="parallel", **common)),
         "eager": generate(engine, prompts, EagerConfig(method="eager", entropy_threshold=args.threshold,
                                                        fork_mode=args.fork_mode, **common),
-                          verifier=GoldVerifier(tokenizer, golds)),
+                          verifier=math_verifier(tokenizer, golds)),
     }
     print(f"model={model_dir} prompts={args.n} M={args.max_sequences} T={args.temperature} "
           f"threshold={args.threshold} fork_mode={args.fork_mode}")

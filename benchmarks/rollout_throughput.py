@@ -9,7 +9,7 @@ Runs alternate (a) and (b) `--repeats` times and keep each one's best, so load f
 processes on the machine hits both alike. Prints `name=value` lines, ending with
 `eager_vs_plain` and `eager_vs_per_token_loop`.
 
-    python -m recipes.benchmarks.rollout_throughput
+    python -m benchmarks.rollout_throughput
 """
 
 from __future__ import annotations

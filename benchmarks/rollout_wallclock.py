@@ -1,4 +1,4 @@
-"""Seconds, not tokens: wall-clock, engine steps and tokens of parallel vs EAGer rollouts (issue 9).
+"""Seconds, not tokens: wall-clock, engine steps and tokens of parallel vs EAGer rollouts.
 
 The arithmetic model (the one the project trains itself), `rollout.generate` on the colocated
 kind of vLLM engine, M = 8, threshold 0.6, T = 1, 128 new tokens, at two scales:
@@ -21,7 +21,7 @@ Last lines, in this order:
 `eager_step_ratio` (online eager's engine steps / parallel's, large scale),
 `eager_time_ratio_small`, `eager_time_ratio_large` (online eager's wall / parallel's).
 
-    python -m recipes.benchmarks.rollout_wallclock [--repeats 2] [--pass_start_limit 0.5] [--profile]
+    python -m benchmarks.rollout_wallclock [--repeats 2] [--pass_start_limit 0.5] [--profile]
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from recipes.engine_env import cpu_engine_env
 
 cpu_engine_env()
 
+from benchmarks.common import draw_extremes, exact_verifier  # noqa: E402  (after the engine's environment is set)
+
 METHODS = {  # name -> EagerConfig fields
     "parallel": dict(method="parallel"),
     "eager_init": dict(method="eager_init"),
@@ -42,20 +44,7 @@ METHODS = {  # name -> EagerConfig fields
 }
 
 
-class ExactVerifier:
-    """rollout's verifier callable: the completion's last boxed answer equals the prompt's gold."""
-
-    def __init__(self, tokenizer, golds: list[str]) -> None:
-        self.tokenizer, self.golds = tokenizer, golds
-
-    def __call__(self, prompt_index: int, completion_ids: list[int]) -> bool:
-        from rewards import extract_boxed
-
-        text = self.tokenizer.decode(completion_ids, skip_special_tokens=True)
-        return extract_boxed(text) == self.golds[prompt_index]
-
-
-def outcome(result, verifier: ExactVerifier) -> tuple[int, int]:
+def outcome(result, verifier) -> tuple[int, int]:
     """(prompts solved, prompts with both a right and a wrong answer) over the kept sequences."""
     solved = mixed = 0
     for tree in result.trees:
@@ -65,7 +54,7 @@ def outcome(result, verifier: ExactVerifier) -> tuple[int, int]:
     return solved, mixed
 
 
-def sequential_floor(result, verifier: ExactVerifier) -> tuple[float, float]:
+def sequential_floor(result, verifier) -> tuple[float, float]:
     """Parallel's own samples drawn one at a time, in random order, until the first right one.
 
     What sequential sampling with a perfect verifier would spend on this very batch to solve
@@ -89,15 +78,7 @@ def sequential_floor(result, verifier: ExactVerifier) -> tuple[float, float]:
     return tokens / result.tokens_generated, passes / len(result.trees)
 
 
-def draw_extremes(right: int, total: int, draws: int) -> tuple[float, float]:
-    """(P(no right one), P(all right)) of `draws` samples drawn without replacement from `total`, `right` right."""
-    from math import comb
-
-    draws = min(draws, total)
-    return comb(total - right, draws) / comb(total, draws), comb(right, draws) / comb(total, draws)
-
-
-def one_pass_widths(result, verifier: ExactVerifier) -> list[tuple[float, float]]:
+def one_pass_widths(result, verifier) -> list[tuple[float, float]]:
     """Per width w = 1..M: (expected prompts solved, expected tokens / parallel's) of one pass of w
     independent samples per prompt, drawn from parallel's own M (a random subset of w, exact expectation).
 
@@ -119,7 +100,7 @@ def run_scale(engine, tokenizer, problems, args) -> dict[str, dict[str, float]]:
     from rollout import EagerConfig, generate
 
     prompts = [tokenizer(p.prompt)["input_ids"] for p in problems]
-    verifier = ExactVerifier(tokenizer, [p.answer for p in problems])
+    verifier = exact_verifier(tokenizer, [p.answer for p in problems])
     common = dict(max_sequences=args.max_sequences, entropy_threshold=args.threshold, temperature=args.temperature,
                   max_new_tokens=args.max_new_tokens, fork_mode="resample", seed=args.seed,
                   pass_start_limit=args.pass_start_limit, pass_roots=args.pass_roots)
@@ -155,7 +136,7 @@ def profile_online_eager(engine, tokenizer, problems, args) -> None:
     cfg = EagerConfig(method="eager", online=True, max_sequences=args.max_sequences, entropy_threshold=args.threshold,
                       temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed,
                       pass_start_limit=args.pass_start_limit)
-    verifier = ExactVerifier(tokenizer, [p.answer for p in problems])
+    verifier = exact_verifier(tokenizer, [p.answer for p in problems])
     prof = cProfile.Profile()
     prof.runcall(generate, engine, prompts, cfg, verifier=verifier)
     pstats.Stats(prof).sort_stats("cumulative").print_stats(14)

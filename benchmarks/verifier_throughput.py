@@ -1,6 +1,6 @@
 """Verifier throughput: MATH-500 gold answers against correct and perturbed predictions.
 
-    python -m recipes.benchmarks.verifier_throughput [--data PATH] [--workers N]
+    python -m benchmarks.verifier_throughput [--data PATH] [--workers N]
 
 Three predictions per row, each a short completion ending in a box:
 - exact: the gold as written (the common case in RL; the canonical-string fast path),
@@ -32,7 +32,7 @@ from rewards.grading import canonical_string
 from rewards.pool import DEFAULT_TIMEOUT_S, VerifierPool, default_num_workers
 from rewards.verifier import verify_batch
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "math500.jsonl"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "math500.jsonl"
 _LONE_FRAC = re.compile(r"(-?)\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 
 

@@ -1,4 +1,4 @@
-"""How much GRPO learning signal can a stop rule buy per token on the arithmetic model? (issue 10)
+"""How much GRPO learning signal can a stop rule buy per token on the arithmetic model?
 
 A group teaches only when it holds a right and a wrong answer. This replays stop rules on
 the model's own samples: `--samples` (32) samples per prompt at T = 1 from the CPU recipe's
@@ -13,9 +13,9 @@ knowledge a rule could not have: it is a bound for this family of rules on this 
 of easy and hard prompts at the start of training, not a GRPO run.
 
 Last line: `best_signal_ratio_at_0.7_tokens=` (the best signal ratio of a rule here within
-0.7 of parallel's tokens; the issue's target is >= 1.2).
+0.7 of parallel's tokens; the target was >= 1.2).
 
-    python -m recipes.benchmarks.signal_bound [--n 128] [--samples 32]
+    python -m benchmarks.signal_bound [--n 128] [--samples 32]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from recipes.arithmetic.pretrain import ensure_model
     from recipes.arithmetic.task import heldout_problems
-    from recipes.benchmarks.rollout_wallclock import ExactVerifier
+    from benchmarks.common import exact_verifier
     from rollout import EagerConfig, generate
     from rollout.vllm_engine import VLLMEngine, build_llm
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     problems = heldout_problems(args.n)
     prompts = [tokenizer(p.prompt)["input_ids"] for p in problems]
-    verifier = ExactVerifier(tokenizer, [p.answer for p in problems])
+    verifier = exact_verifier(tokenizer, [p.answer for p in problems])
     engine = VLLMEngine(build_llm(model_dir, dtype="float32", max_model_len=256, seed=args.seed))
     result = generate(engine, prompts, EagerConfig(method="parallel", max_sequences=args.samples, temperature=1.0,
                                                    max_new_tokens=args.max_new_tokens, seed=args.seed))
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _fixed(right: int, total: int, draws: int) -> tuple[float, float, float]:
     """(P(signal), E[right drawn], E[wrong drawn]) of `draws` draws without replacement, no stop."""
-    from recipes.benchmarks.rollout_wallclock import draw_extremes
+    from benchmarks.common import draw_extremes
 
     draws = min(draws, total)
     none_right, all_right = draw_extremes(right, total, draws)

@@ -11,7 +11,9 @@ import json
 
 import pytest
 
-from recipes import smollm2 as smol
+from benchmarks import smollm2 as smol
+
+pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
 
 
 def test_missing_package_names_the_pip_command(monkeypatch):

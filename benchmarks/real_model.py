@@ -1,8 +1,8 @@
-"""The trade-off and the RL payoff on a real pretrained language model (issue 12).
+"""The trade-off and the RL payoff on a real pretrained language model.
 
 The model: SmolLM2-135M-Instruct (subword tokens, a 49k vocabulary) fine-tuned here on the
-word problems of `recipes.wordmath` until its sampled accuracy is mid-band
-(`python -m recipes.wordmath.model` builds and caches it). Three parts, one engine at a time:
+word problems of `benchmarks.wordmath` until its sampled accuracy is mid-band
+(`python -m benchmarks.wordmath.model` builds and caches it). Three parts, one engine at a time:
 
 1. Calibration, once for this model, on train-split problems (never the held-out set): the
    share of generated tokens whose top-20 entropy (T = 1 scale) exceeds each candidate
@@ -12,7 +12,7 @@ word problems of `recipes.wordmath` until its sampled accuracy is mid-band
 2. Test-time trade-off on `--n` held-out problems at M = 8: parallel, eager_init and
    label-aware eager (the paper's two phases and `top2` forks), one engine, same seed.
    Pass@k, Cons@k, PassRate, tokens and sequences per prompt, wall seconds.
-3. GRPO (`recipes/smollm2_wordmath.yaml`): parallel and label-aware eager (online, the
+3. GRPO (`benchmarks/wordmath/grpo.yaml`): parallel and label-aware eager (online, the
    calibrated threshold), `--grpo_steps` steps each from the same model and seed; held-out
    accuracy (one T = 1 sample per problem, in a fresh process) before and after, rollout
    tokens, training seconds (`eager/train_wall_s`) with their split, signal per step.
@@ -21,8 +21,8 @@ Last lines: `real_token_ratio` (eager / parallel tokens at test time), `real_pas
 (eager - parallel Pass@k) and `real_grpo_time_ratio` (eager / parallel training seconds for
 the same steps). `--out DIR` also writes `real_model.json` and `real_model.png`.
 
-    python -m recipes.benchmarks.real_model [--n 100] [--grpo_steps 8] [--out outputs/real_model]
-    python -m recipes.benchmarks.real_model --skip_tradeoff --threshold 1.5 --grpo_generators eager --baseline verdicts
+    python -m benchmarks.real_model [--n 100] [--grpo_steps 8] [--out outputs/real_model]
+    python -m benchmarks.real_model --skip_tradeoff --threshold 1.5 --grpo_generators eager --baseline verdicts
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ from recipes.engine_env import cpu_engine_env
 
 cpu_engine_env(kv_cache_gib=2)
 
-RECIPE = Path(__file__).resolve().parents[1] / "smollm2_wordmath.yaml"
+RECIPE = Path(__file__).resolve().parent / "wordmath" / "grpo.yaml"
 CANDIDATES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
 
 def calibrate(engine, tokenizer, args) -> tuple[float, dict[float, float]]:
     """(chosen threshold, candidate -> share of generated tokens above it) from parallel samples."""
-    from recipes.wordmath.task import TRAIN_SEED, make_problems, render_prompt
+    from benchmarks.wordmath.task import TRAIN_SEED, make_problems, render_prompt
     from rollout import EagerConfig, generate
     from rollout.types import INHERITED
 
@@ -69,8 +69,8 @@ def choose_threshold(entropies: list[float], candidates, target_share: float) ->
 
 
 def tradeoff(engine, tokenizer, threshold: float, args) -> dict[str, dict[str, float]]:
-    from recipes.benchmarks.tradeoff import GoldVerifier, score
-    from recipes.wordmath.task import heldout_problems, render_prompt
+    from benchmarks.common import math_verifier, score
+    from benchmarks.wordmath.task import heldout_problems, render_prompt
     from rollout import EagerConfig, generate
 
     problems = heldout_problems(args.n)
@@ -85,14 +85,14 @@ def tradeoff(engine, tokenizer, threshold: float, args) -> dict[str, dict[str, f
     }
     figures = {}
     for name, cfg in configs.items():
-        verifier = GoldVerifier(tokenizer, golds) if name == "eager" else None
+        verifier = math_verifier(tokenizer, golds) if name == "eager" else None
         figures[name] = score(generate(engine, prompts, cfg, verifier=verifier), tokenizer, golds)
     return figures
 
 
 def heldout_accuracy(model_dir: str | Path, n: int) -> float:
     """One T=1 sample per held-out problem, in a fresh process (its engine's memory goes with it)."""
-    code = ("import sys; from recipes.wordmath.model import heldout_accuracy; "
+    code = ("import sys; from benchmarks.wordmath.model import heldout_accuracy; "
             "print('ACC', heldout_accuracy(sys.argv[1], n=int(sys.argv[2])))")
     out = subprocess.run([sys.executable, "-c", code, str(model_dir), str(n)], capture_output=True, text=True,
                          env=cpu_engine_env(kv_cache_gib=1, env=dict(os.environ)))
@@ -108,8 +108,8 @@ def grpo(generator: str, model: Path, threshold: float, args, out: Path) -> dict
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from recipes.benchmarks.grpo_run import summarise, train_and_log
-    from recipes.wordmath.task import TRAIN_SEED, make_problems, to_record
+    from benchmarks.grpo_run import summarise, train_and_log
+    from benchmarks.wordmath.task import TRAIN_SEED, make_problems, to_record
     from rewards import boxed_accuracy
     from trainers import EagerGRPOConfig, EagerGRPOTrainer
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from transformers import AutoTokenizer
 
-    from recipes.wordmath.model import ensure_model
+    from benchmarks.wordmath.model import ensure_model
 
     model = Path(args.model) if args.model else ensure_model()
     tokenizer = AutoTokenizer.from_pretrained(model)

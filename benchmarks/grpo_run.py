@@ -1,6 +1,6 @@
 """One GRPO run as the benchmarks measure it: train quietly, keep the per-step logs, free the engine.
 
-`train_and_log` and `summarise` are shared by `grpo_time_to_accuracy` and `real_model`, so
+`train_and_log` and `summarise` are shared by the GRPO benchmarks, so
 both split a run's training seconds the same way: generation and scoring as the trainer logs
 them (`eager/time_generation_s`, `eager/time_scoring_s`), optimisation the rest of
 `eager/train_wall_s`.

@@ -1,7 +1,7 @@
 """Entropy-gated latent recursion on the best model here: the pools' oracles and the cost per gated token.
 
-The model: SmolLM2-135M-Instruct fine-tuned on `recipes.wordmath` (the real-model recipe;
-`python -m recipes.wordmath.model` builds it, this script does too when it is missing).
+The model: SmolLM2-135M-Instruct fine-tuned on `benchmarks.wordmath` (the real-model recipe;
+`python -m benchmarks.wordmath.model` builds it, this script does too when it is missing).
 Two parts, on the transformers engine (EGLR has no vLLM path; README):
 
 1. `eager-eval --experiments eglr` on `--n` held-out word problems (written to a JSONL file
@@ -15,7 +15,7 @@ Two parts, on the transformers engine (EGLR has no vLLM path; README):
 Last line: `eglr_joint_oracle_gain=` (joint oracle minus temperature-only oracle, the same
 number of rollouts per prompt).
 
-    python -m recipes.benchmarks.eglr [--n 20] [--spans 2,4,8] [--samples 2] [--gate 1.0] [--out outputs/eglr]
+    python -m benchmarks.eglr [--n 20] [--spans 2,4,8] [--samples 2] [--gate 1.0] [--out outputs/eglr]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 def write_problems(path: Path, tokenizer, n: int) -> list[list[int]]:
     """The held-out problems as eager-eval rows (rendered prompt, answer); returns their token ids."""
-    from recipes.wordmath.task import heldout_problems, render_prompt
+    from benchmarks.wordmath.task import heldout_problems, render_prompt
 
     rows = [{"question": render_prompt(tokenizer, p), "answer": p.answer} for p in heldout_problems(n)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from evaluation import recap
     from evaluation.cli import main as eager_eval
-    from recipes.wordmath.model import ensure_model
+    from benchmarks.wordmath.model import ensure_model
 
     model_dir = ensure_model()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

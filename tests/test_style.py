@@ -1,0 +1,45 @@
+"""House rules a reader relies on, checked on every file outside `benchmarks/`: files under 400 lines,
+functions under 60, and code that names its reasons instead of a tracker number or a file outside the repo."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("rollout", "rewards", "trainers", "evaluation", "recipes", "tests")
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
+OUTSIDE_REFERENCES = re.compile(r"issue [0-9]|issues? #[0-9]|EAGER\.md|TRL\.md|VLLM_CPU\.md|shared spec|the spec\b",
+                                re.IGNORECASE)
+
+
+def sources() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def test_there_are_sources_to_check():
+    assert len(sources()) > 50
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_file_and_function_lengths(path):
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_FILE_LINES, f"{path.name}: split it by job"
+    long = [f"{node.name} ({node.end_lineno - node.lineno + 1} lines)" for node in ast.walk(ast.parse(text))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"{path.name}: {long}"
+
+
+def test_code_names_its_reasons_not_trackers_or_outside_files():
+    hits = []
+    for path in sources():
+        if path == Path(__file__):
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if OUTSIDE_REFERENCES.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not hits, "\n".join(hits)
