@@ -29,6 +29,11 @@ DERIVED = {
     "online": "off: eager-eval runs the paper's two phases, resumable prompt by prompt",
     "pass_start_limit": "none: a setting of online runs (training)",
     "pass_roots": "none: a setting of online runs (training)",
+    "allocation": "none: eager-eval runs the paper's passes (the screen allocation is online, for training)",
+    "screen_roots": "none: see allocation",
+    "fill_size": "none: see allocation",
+    "probe_roots": "none: see allocation",
+    "oversample": "none: see allocation",
 }
 
 EvalRolloutFields = make_dataclass(

@@ -1,20 +1,24 @@
-"""`eager-demo`: the CPU default end to end: a model learns, and EAGer spends fewer rollout tokens.
+"""`eager-demo`: the CPU default end to end: GRPO with parallel and with EAGer rollouts, at equal seconds.
 
-1) builds (or reuses) the arithmetic model the project trains itself, and its data splits;
-2) measures held-out accuracy (sampling at the recipe's temperature);
-3) runs the CPU recipe twice with `accelerate launch`, rollout_generator parallel and eager,
-   same steps and seed, both logged to W&B in one group (offline unless W&B is set up);
-4) measures held-out accuracy at every checkpoint, prints the comparison and the training time
-   split (generation, scoring, optimisation) and writes `accuracy_vs_rollout_tokens.png`: accuracy
-   against cumulative rollout tokens and against cumulative training seconds (evaluation excluded).
+1) takes the arithmetic model the project trained (shipped with the package) and writes its data splits;
+2) measures held-out accuracy (one sample per problem at the recipe's temperature, one engine for every
+   checkpoint);
+3) runs the CPU recipe with `accelerate launch` for each generator: the first (parallel) for `max_steps`,
+   every other one for the training seconds the first used (`max_train_seconds`: generation, scoring
+   and optimisation), so a cheaper generator gets the steps its savings buy;
+4) scores every checkpoint, prints the comparison with the step's time split, and writes
+   `accuracy_vs_seconds.png` (accuracy against training seconds and against rollout tokens).
 
-    eager-demo [--max_steps 40] [--heldout 200] [--output_dir outputs/demo]
+Each run's own output (TRL's, vLLM's, W&B's) goes to `<output_dir>/<generator>.log`; the console
+shows one line per step.
+
+    eager-demo [--max_steps 40] [--heldout 400] [--output_dir outputs/demo]
 """
 
 from __future__ import annotations
 
+import ast
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -27,17 +31,16 @@ from transformers import HfArgumentParser
 from recipes.engine_env import cpu_engine_env
 from recipes.heldout import CheckpointScorer
 
-logger = logging.getLogger(__name__)
 RECIPES = Path(__file__).resolve().parent
 
 
 @dataclass
 class DemoConfig:
-    output_dir: str = field(default="outputs/demo", metadata={"help": "Where runs, table and plot go."})
-    max_steps: int = field(default=40, metadata={"help": "GRPO steps per generator."})
+    output_dir: str = field(default="outputs/demo", metadata={"help": "Where runs, logs, table and plot go."})
+    max_steps: int = field(default=40, metadata={"help": "GRPO steps of the first generator (the seconds it sets)."})
     save_steps: int = field(default=10, metadata={"help": "Checkpoint (and held-out evaluation) every this many."})
     generators: list[str] = field(default_factory=lambda: ["parallel", "eager"], metadata={"help": "Runs to compare."})
-    heldout: int = field(default=200, metadata={"help": "Held-out problems per accuracy measurement."})
+    heldout: int = field(default=400, metadata={"help": "Held-out problems per accuracy measurement."})
     recipe: str = field(default=str(RECIPES / "cpu_default.yaml"), metadata={"help": "GRPO recipe (YAML)."})
     accelerate_config: str = field(default=str(RECIPES / "accelerate" / "cpu.yaml"), metadata={"help": "Launcher."})
     wandb_project: str = field(default="eager-rl", metadata={"help": "W&B project of the runs."})
@@ -45,7 +48,7 @@ class DemoConfig:
 
 
 def prepare(cfg: DemoConfig) -> tuple[Path, Path, Path]:
-    """The trained arithmetic model (built once, cached) and the train / held-out files."""
+    """The arithmetic model (shipped; trained and cached only if its config changed) and the data files."""
     from recipes.arithmetic.pretrain import ensure_model
     from recipes.arithmetic.task import write_splits
 
@@ -69,25 +72,49 @@ def _env(**extra: str) -> dict[str, str]:
     env = cpu_engine_env(kv_cache_gib=1, env=dict(os.environ))
     if not env.get("WANDB_API_KEY"):
         env.setdefault("WANDB_MODE", "offline")
+    env.setdefault("WANDB_SILENT", "true")
     env.update(extra)
     return env
 
 
-def train(cfg: DemoConfig, generator: str, model: Path, data: Path, group: str) -> tuple[Path, float]:
-    """One GRPO run of the recipe with `generator`; returns its output directory and wall time."""
+def train(cfg: DemoConfig, generator: str, model: Path, data: Path, group: str,
+          seconds: float | None = None) -> tuple[Path, float]:
+    """One GRPO run of the recipe with `generator` (for `seconds` of training if given); its directory and wall."""
     out = Path(cfg.output_dir) / generator
+    steps = cfg.max_steps if seconds is None else cfg.max_steps * 5  # the seconds stop it first
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", cfg.accelerate_config,
-           "-m", "recipes.grpo", "--config", cfg.recipe,
+           "-m", "recipes.grpo", "--config", cfg.recipe, "--disable_tqdm", "true",
            "--model_name_or_path", str(model), "--dataset_name", str(data), "--rollout_generator", generator,
-           "--output_dir", str(out), "--max_steps", str(cfg.max_steps), "--save_strategy", "steps",
+           "--output_dir", str(out), "--max_steps", str(steps), "--save_strategy", "steps",
            "--save_steps", str(cfg.save_steps), "--seed", str(cfg.seed), "--run_name", f"{group}-{generator}"]
-    logger.info("training with %s: %s", generator, " ".join(cmd))
-    t0 = time.perf_counter()
+    if seconds is not None:
+        cmd += ["--max_train_seconds", f"{seconds:.3f}"]
     env = _env(WANDB_PROJECT=cfg.wandb_project, WANDB_RUN_GROUP=group, WANDB_DIR=str(Path(cfg.output_dir).resolve()))
-    done = subprocess.run(cmd, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"GRPO with rollout_generator={generator} failed (exit {done.returncode}); see above.")
+    log_path = Path(cfg.output_dir) / f"{generator}.log"
+    limit = f"{seconds:.0f} training s" if seconds is not None else f"{steps} steps"
+    print(f"[{generator}] training for {limit} (log: {log_path})", flush=True)
+    t0 = time.perf_counter()
+    with log_path.open("w") as log, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                     text=True) as proc:
+        for line in proc.stdout:
+            log.write(line)
+            _progress(generator, line)
+    if proc.returncode != 0:
+        raise RuntimeError(f"GRPO with rollout_generator={generator} failed (exit {proc.returncode}); see {log_path}.")
     return out, time.perf_counter() - t0
+
+
+def _progress(generator: str, line: str) -> None:
+    """One console line per logged step, from the dict the trainer prints (anything else stays in the log)."""
+    if not line.startswith("{") or "eager/train_wall_s" not in line:
+        return
+    try:
+        row = ast.literal_eval(line.strip())
+    except (ValueError, SyntaxError):
+        return
+    print(f"[{generator}] {row['eager/train_wall_s']:6.1f} s  reward {row.get('reward', float('nan')):.3f}  "
+          f"signal {row['eager/frac_with_signal']:.2f}  rows used {row['eager/rows_used_frac']:.2f}  "
+          f"tokens {row['eager/rollout_tokens_cumulative']:,.0f}", flush=True)
 
 
 def step_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
@@ -97,13 +124,15 @@ def step_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
 
 
 def curve(scorer: CheckpointScorer, run_dir: Path, before: float) -> list[tuple[float, float, float]]:
-    """(cumulative rollout tokens, cumulative training seconds, held-out accuracy) at step 0 and every checkpoint."""
+    """(cumulative rollout tokens, training seconds, held-out accuracy) at step 0, every checkpoint, and the end."""
     metrics = step_metrics(run_dir)
+    models = {int(c.name.split("-")[1]): c for c in run_dir.glob("checkpoint-*")}
+    models.setdefault(max(metrics), run_dir)  # the final model, which eager-grpo saves in the run's directory
     points = [(0.0, 0.0, before)]
-    for ckpt in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
-        step = int(ckpt.name.split("-")[1])
+    for step in sorted(models):
         row = metrics[step]
-        points.append((row["eager/rollout_tokens_cumulative"], row["eager/train_wall_s"], scorer.score(ckpt).mean))
+        points.append((row["eager/rollout_tokens_cumulative"], row["eager/train_wall_s"],
+                       scorer.score(models[step]).mean))
     return points
 
 
@@ -139,39 +168,42 @@ def report(summaries: list[dict], curves: dict[str, list[tuple[float, float, flo
     print(" | ".join(cols))
     for s in summaries:
         print(" | ".join(f"{s[c]:.3f}" if isinstance(s[c], float) else str(s[c]) for c in cols))
-    base, eager = (summaries[0], summaries[-1]) if len(summaries) > 1 else (None, None)
-    if base and eager and base["rollout_tokens"]:
-        print(f"eager_rollout_token_ratio={eager['rollout_tokens'] / base['rollout_tokens']:.3f}")
-        print(f"eager_train_time_ratio={eager['train_s'] / base['train_s']:.3f}")
+    base, other = (summaries[0], summaries[-1]) if len(summaries) > 1 else (None, None)
+    if base and other and base["rollout_tokens"]:
+        print(f"eager_rollout_token_ratio={other['rollout_tokens'] / base['rollout_tokens']:.3f}")
+        print(f"eager_train_time_ratio={other['train_s'] / base['train_s']:.3f}")
+        print(f"equal_time_accuracy_delta={other['accuracy_after'] - base['accuracy_after']:+.3f}")
     (out_dir / "comparison.json").write_text(json.dumps({"runs": summaries, "curves": curves}, indent=2))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for k, (ax, label) in enumerate(zip(axes, ["cumulative rollout tokens", "cumulative training seconds"])):
+    for ax, k, label in zip(axes, (1, 0), ["training seconds", "cumulative rollout tokens"]):
         for name, pts in curves.items():
             ax.plot([p[k] for p in pts], [p[2] for p in pts], marker="o", label=name)
         ax.set_xlabel(label)
     axes[0].set_ylabel("held-out accuracy (one sample, T=1)")
-    fig.suptitle("GRPO on the arithmetic model: parallel vs EAGer")
+    fig.suptitle("GRPO on the arithmetic model at equal training seconds: parallel vs EAGer")
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(out_dir / "accuracy_vs_rollout_tokens.png", dpi=120)
-    print(f"plot={out_dir / 'accuracy_vs_rollout_tokens.png'}")
+    fig.savefig(out_dir / "accuracy_vs_seconds.png", dpi=120)
+    print(f"plot={out_dir / 'accuracy_vs_seconds.png'}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the scoring engine's set-up chatter
     (cfg,) = HfArgumentParser(DemoConfig).parse_args_into_dataclasses(args=argv)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, train_file, _ = prepare(cfg)
     scorer = heldout_scorer(model, cfg)
-    before = scorer.score().mean
-    logger.info("held-out accuracy before RL: %.3f", before)
+    before = scorer.score()
+    print(f"held-out accuracy before RL: {before}", flush=True)
     group = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    summaries, curves = [], {}
+    summaries, curves, seconds = [], {}, None
     for generator in cfg.generators:
-        run_dir, wall = train(cfg, generator, model, train_file, group)
-        curves[generator] = curve(scorer, run_dir, before)
+        run_dir, wall = train(cfg, generator, model, train_file, group, seconds)
+        curves[generator] = curve(scorer, run_dir, before.mean)
         summaries.append(summarize(generator, run_dir, wall, curves[generator]))
+        if seconds is None:
+            seconds = summaries[0]["train_s"]
     report(summaries, curves, out_dir)
 
 

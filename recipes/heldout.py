@@ -84,7 +84,7 @@ class CheckpointScorer:
     def score(self, checkpoint: str | Path | None = None) -> Accuracy:
         """Accuracy of `checkpoint` (a directory of safetensors weights; None: the model loaded now)."""
         if checkpoint is not None and Path(checkpoint) != self.loaded:
-            from trainers.weight_sync import load_checkpoint
+            from rollout.vllm_engine import load_checkpoint
 
             load_checkpoint(self.llm, Path(checkpoint))
             self.loaded = Path(checkpoint)

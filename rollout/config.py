@@ -20,6 +20,7 @@ FORK_MODES = ("top2", "alternative", "resample", "recursion")
 ENTROPY_SOURCES = ("topk", "full_vocab")
 ON_SOLVED = ("finish", "abort")
 STOP_RULES = ("solved", "signal")
+ALLOCATIONS = ("passes", "screen")
 
 # The paper's test-time settings (M = 32, the paper's top2 fork, theta 2.5 for label-aware EAGer) and
 # the seed repository's seed: eager-eval's defaults, where training keeps EagerConfig's own.
@@ -154,6 +155,35 @@ class EagerConfig:
                   "their slots freed for other prompts).", "choices": ON_SOLVED},
     )
 
+    allocation: str = field(
+        default="passes",
+        metadata={
+            "help": "eager, online: how a call spends its sequences (rollout.schedule). passes: the paper's extra "
+            "passes for unsolved prompts, with the stop rule. screen (training): every prompt starts screen_roots "
+            "roots; a prompt whose screening answers are all right stops (too easy), a mixed one is filled to "
+            "fill_size sequences, an all-wrong one gets probe_roots more; slots go to prompts in batch order, never "
+            "by which finished first (rollout.screening).",
+            "choices": ALLOCATIONS,
+        },
+    )
+    screen_roots: int = field(
+        default=2, metadata={"help": "allocation=screen: independent roots every prompt starts with (its screening)."}
+    )
+    fill_size: int = field(
+        default=0, metadata={"help": "allocation=screen: sequences a mixed prompt is filled to (0: max_sequences)."}
+    )
+    probe_roots: int = field(
+        default=0,
+        metadata={"help": "allocation=screen: more roots for a prompt whose screening answers are all wrong, once every "
+                  "prompt's screening is decided; a right one makes it mixed."},
+    )
+    oversample: float = field(
+        default=1.0,
+        metadata={"help": "The call's pool holds max_sequences x prompts / oversample sequences: hand a step f times "
+                  "the prompts it trains on, and EAGer spends only the rows of 1/f of them, on the prompts that "
+                  "promise a learning signal (allocation=screen). 1: every prompt's full budget."},
+    )
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -204,6 +234,18 @@ def _problems(c: EagerConfig) -> list[tuple[str, str]]:
          "a prompt needs at least one correct answer to count as solved."),
         ("solved_min_incorrect", c.solved_min_incorrect >= 0, "must be >= 0."),
         ("signal_easy_k", c.signal_easy_k >= 1, "a prompt needs at least one right answer to count as too easy."),
+        ("allocation", c.allocation != "screen" or (c.method == "eager" and c.online),
+         "screen is label-aware and runs in one call: it needs method='eager' with online=True (training)."),
+        ("screen_roots", c.screen_roots >= 1 and (c.allocation != "screen" or c.screen_roots <= c.max_sequences),
+         "between 1 and max_sequences."),
+        ("fill_size", c.fill_size >= 0 and (c.allocation != "screen" or c.fill_size <= c.max_sequences),
+         "0 (max_sequences) or up to max_sequences."),
+        ("probe_roots", c.probe_roots >= 0, "must be >= 0."),
+        ("oversample", math.isfinite(c.oversample) and c.oversample >= 1, "must be >= 1 (1: no oversampling)."),
+        ("oversample", c.allocation != "screen" or c.max_sequences / c.oversample >= c.screen_roots,
+         "the pool must screen every prompt: max_sequences / oversample >= screen_roots."),
+        ("oversample", c.oversample == 1 or c.allocation == "screen",
+         "only the screen allocation spends a pool smaller than every prompt's budget; set allocation='screen'."),
     ]
     return out + [(name, why) for name, ok, why in checks if not ok]
 

@@ -29,7 +29,7 @@ from rollout.engine import Engine, Request, TokenOutput
 from rollout.entropy import topk_entropy
 from rollout.policy import PromptBranching, fork_tokens
 from rollout.recursion import Recursion
-from rollout.schedule import Ledger, Schedule
+from rollout.schedule import Schedule
 from rollout.types import INHERITED, BranchEvent, PromptTree, Sequence
 
 logger = logging.getLogger(__name__)
@@ -56,22 +56,16 @@ class Driver:
         engine: Engine,
         trees: list[PromptTree],
         config: EagerConfig,
-        ledger: Ledger,
+        schedule: Schedule,
         *,
         branching: bool,
-        roots_per_prompt: int = 1,
-        retry_method: str | None = None,
         verifier: Verifier | None = None,
         on_tree_done: Callable[[PromptTree], None] | None = None,
-        online: bool = False,
     ) -> None:
-        self.engine, self.trees, self.cfg = engine, trees, config
+        self.engine, self.trees, self.cfg, self.schedule = engine, trees, config, schedule
         self.branching = branching
         self.verifier = verifier
         self.on_tree_done = on_tree_done
-        self.schedule = Schedule(trees, config, ledger, first_roots=roots_per_prompt, retry_method=retry_method,
-                                 online=online, label_aware=verifier is not None,
-                                 capacity=getattr(engine, "max_running", None))
         self.peak_running = 0
         self.stop_ids = set(config.stop_token_ids) | set(getattr(engine, "eos_token_ids", ()))
         self.states: dict[int, PromptBranching] = {}

@@ -1,6 +1,15 @@
 """When a prompt gets more budget, and when it stops: the one place that decides.
 
-Budget counts leaves (sequences), finished ones included. Each prompt's life, in one call:
+Two allocations (`EagerConfig.allocation`), one interface to the step loop (`Schedule`; the
+loop carries decisions out through `Runner`), built by `make_schedule`:
+- `passes`: the paper's, below, in this file (`PassSchedule`); online in training, two phases at
+  test time.
+- `screen`: the training allocation that spends a step's sequences on prompts whose verdicts
+  promise a learning signal: `rollout/screening.py` (`ScreenSchedule`), its own diagram there.
+Slot arithmetic (per-prompt budgets, the pool) is `rollout/ledger.py`.
+
+Budget counts leaves (sequences), finished ones included. Under `passes`, each prompt's life in
+one call:
 
     first pass ── a root (eager_init; M roots for parallel) at its threshold theta
         │          forks at high entropy while it has budget (rollout.policy decides *where*)
@@ -39,7 +48,30 @@ from __future__ import annotations
 from typing import Protocol
 
 from rollout.config import EagerConfig
+from rollout.ledger import Ledger, split_saved_budget
 from rollout.types import PromptTree
+
+
+class Schedule(Protocol):
+    """What the step loop tells a schedule and asks of it (`PassSchedule`, `rollout.screening.ScreenSchedule`)."""
+
+    capacity: int | None  # sequences the engine runs at once (None: unbounded)
+
+    def started(self, i: int) -> None: ...
+    def ended(self, i: int) -> None: ...
+    def awaiting_verdict(self, i: int) -> None: ...
+    def verdict(self, i: int, verdict: bool | float | None) -> bool:
+        """Apply a verdict; True when it stopped the prompt's branching."""
+    def sequence_finished(self, i: int) -> None:
+        """A sequence ended and no verifier runs."""
+    def may_fork(self, i: int) -> bool: ...
+    def take_slot(self, i: int) -> None: ...
+    def release_slot(self, i: int) -> None: ...
+    def known_verdicts(self, i: int) -> tuple[int, int]: ...
+    def is_stopped(self, i: int) -> bool: ...
+    def begin(self, active: list[int], runner: Runner) -> None: ...
+    def tick(self, step: int, runner: Runner) -> bool:
+        """Start what is due, close what is done; True if a new root started."""
 
 
 class Runner(Protocol):
@@ -53,47 +85,6 @@ class Runner(Protocol):
 
     def closed(self, prompt: int) -> None:
         """The prompt is done: nothing running, nothing pending, nothing more to come."""
-
-
-class Ledger:
-    """Slots per prompt: its own budget, and with a pool the slots closed prompts left unused."""
-
-    def __init__(self, limits: list[int], extra_caps: list[int] | None = None, pooled: bool = False) -> None:
-        if any(m < 0 for m in limits):
-            raise ValueError(f"budgets must be >= 0, got {limits}")
-        self.limits = list(limits)
-        self.extra_caps = list(extra_caps) if extra_caps is not None else [0] * len(limits)
-        self.pooled = pooled
-        self.total = sum(self.limits)  # the pool never grows past what the batch was given
-        self.used = [0] * len(limits)
-        self.closed = [False] * len(limits)
-
-    def free_pool(self) -> int:
-        """Slots no open prompt has a claim on: total - used - budgets still reserved by open prompts."""
-        reserved = sum(max(0, m - u) for m, u, c in zip(self.limits, self.used, self.closed) if not c)
-        return self.total - sum(self.used) - reserved
-
-    def can_add(self, i: int) -> bool:
-        if self.closed[i]:
-            return False
-        if self.used[i] < self.limits[i]:
-            return True
-        if not self.pooled:
-            return False
-        return self.used[i] < self.limits[i] + self.extra_caps[i] and self.free_pool() > 0
-
-    def add(self, i: int) -> None:
-        if not self.can_add(i):
-            raise RuntimeError(f"prompt {i} has no budget left (used {self.used[i]} of {self.limits[i]})")
-        self.used[i] += 1
-
-    def release(self, i: int) -> None:
-        """A sequence was dropped (cut when its prompt stopped): its slot returns to the pool."""
-        self.used[i] -= 1
-
-    def close(self, i: int) -> None:
-        """The prompt takes no more sequences; what it did not use becomes free for the others."""
-        self.closed[i] = True
 
 
 def stopped(correct: int, wrong: int, config: EagerConfig) -> bool:
@@ -128,26 +119,6 @@ def pass_start_deadline(limit: float, max_new_tokens: int) -> int:
     return int(limit * max_new_tokens)
 
 
-def split_saved_budget(saved: int, targets: list[int], cap: int) -> dict[int, int]:
-    """The paper's phase-2 split: `saved` slots evenly over `targets` (in order), each capped at `cap`.
-
-    The remainder goes one by one in order. Slots a capped prompt cannot take are not passed on.
-    """
-    if not targets or saved <= 0:
-        return {}
-    base, rem = divmod(saved, len(targets))
-    return {i: min(cap, base + (1 if k < rem else 0)) for k, i in enumerate(targets)}
-
-
-def call_ledger(trees: list[PromptTree], config: EagerConfig) -> Ledger:
-    """The budgets of one `generate` call: M per prompt; online, a pool that lends up to the method's cap."""
-    limits = [t.budget for t in trees]
-    if not config.online:
-        return Ledger(limits)
-    cap = config.extra_cap if config.method == "eager" else config.adapt_extra_cap
-    return Ledger(limits, [cap * config.max_sequences] * len(trees), pooled=True)
-
-
 def saved_budget_shares(trees: list[PromptTree], config: EagerConfig) -> dict[int, int]:
     """The paper's phase 2: who gets how much of B = sum of budgets - sequences used.
 
@@ -175,7 +146,7 @@ def tree_stopped(tree: PromptTree, config: EagerConfig) -> bool:
     return stopped(right, len(kept) - right, config)
 
 
-class Schedule:
+class PassSchedule:
     """The budget state of one call over a batch of prompt trees, and the decisions it drives.
 
     `retry_method` None: no extra passes (parallel, eager_init); "eager" / "eager_adapt": the
@@ -355,3 +326,15 @@ class Schedule:
             return False  # too late for a new root: nothing more can start
         busy = set(range(len(self.trees))) - self.done - set(idle)
         return bool(busy)
+
+
+def make_schedule(trees: list[PromptTree], config: EagerConfig, ledger: Ledger | None = None, *,
+                  first_roots: int = 1, retry_method: str | None = None, label_aware: bool = False,
+                  capacity: int | None = None) -> Schedule:
+    """The schedule of one call: the screen allocation, or the paper's passes over `ledger`."""
+    if config.allocation == "screen":
+        from rollout.screening import ScreenSchedule
+
+        return ScreenSchedule(trees, config, capacity=capacity)
+    return PassSchedule(trees, config, ledger, first_roots=first_roots, retry_method=retry_method,
+                        online=config.online, label_aware=label_aware, capacity=capacity)

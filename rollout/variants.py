@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from rollout.schedule import Ledger, call_ledger, saved_budget_shares, tree_stopped
+from rollout.ledger import Ledger, call_ledger
+from rollout.schedule import make_schedule, saved_budget_shares, tree_stopped
 from rollout.config import EagerConfig
 from rollout.driver import Driver, Verifier
 from rollout.engine import Engine
@@ -70,14 +71,17 @@ def generate(
     engine.configure(config.temperature, config.top_logprobs, config.stop_token_ids,
                      config.entropy_source == "full_vocab")
     two_phase = config.method in ("eager_adapt", "eager") and not config.online
+    capacity = getattr(engine, "max_running", None)  # sequences the engine runs at once
+    label_aware = verifier is not None and config.method == "eager"
     if config.online:
-        driver = Driver(engine, trees, config, call_ledger(trees, config), branching=True, retry_method=config.method,
-                        verifier=verifier if config.method == "eager" else None, on_tree_done=on_tree_done,
-                        online=True)
+        schedule = make_schedule(trees, config, call_ledger(trees, config), retry_method=config.method,
+                                 label_aware=label_aware, capacity=capacity)
     else:
-        driver = Driver(engine, trees, config, call_ledger(trees, config), branching=config.method != "parallel",
-                        roots_per_prompt=m if config.method == "parallel" else 1,
-                        on_tree_done=None if two_phase else on_tree_done)
+        schedule = make_schedule(trees, config, call_ledger(trees, config), capacity=capacity,
+                                 first_roots=m if config.method == "parallel" else 1)
+    driver = Driver(engine, trees, config, schedule, branching=config.method != "parallel",
+                    verifier=verifier if config.online and config.method == "eager" else None,
+                    on_tree_done=None if two_phase else on_tree_done)
     driver.run(active)
     result = RolloutResult(config.method, trees, errors, engine_steps=driver.steps, peak_running=driver.peak_running)
     if two_phase:
@@ -148,7 +152,9 @@ def spend_saved_budget(
         for t in trees:
             if t.prompt_index not in run and (active is None or t.prompt_index in active):
                 on_tree_done(t)
-    driver = Driver(engine, trees, config, ledger, branching=True, retry_method=config.method,
+    schedule = make_schedule(trees, config, ledger, retry_method=config.method,
+                             label_aware=config.method == "eager", capacity=getattr(engine, "max_running", None))
+    driver = Driver(engine, trees, config, schedule, branching=True,
                     verifier=verifier if config.method == "eager" else None, on_tree_done=on_tree_done)
     driver.run(run)
     result = RolloutResult(config.method, trees, dict(errors or {}), engine_steps=driver.steps,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,30 @@ def build_llm(
         opts.update(gpu_memory_utilization=gpu_memory_utilization)
     opts.update(kwargs)
     return LLM(**opts)
+
+
+def load_checkpoint(llm: Any, path: str | Path) -> None:
+    """Load a saved checkpoint of the engine's own architecture into it in place (scoring a run's checkpoints on
+    one engine). vLLM's reload reads the safetensors of `path`; the CPU build then re-packs a tied head."""
+    llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path), "is_checkpoint_format": True})
+    if is_cpu_build():
+        llm.collective_rpc(repack_lm_head)
+    llm.reset_prefix_cache()
+
+
+def repack_lm_head(worker: Any) -> None:
+    """Rebuild the output head's packed CPU GEMM from its current weight (runs in the vLLM worker).
+
+    The CPU backend multiplies by a pre-packed copy of each weight, made when the weight is
+    processed. A tied head (Qwen2/Qwen3 small models, Qwen3-4B) receives no weight of its own
+    during a reload, so its packed copy kept the old embedding: logits came from stale weights.
+    """
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+
+    head = getattr(worker.model_runner.model, "lm_head", None)
+    weight = getattr(head, "weight", None)
+    if weight is not None and not weight.is_meta and hasattr(head, "cpu_linear"):
+        dispatch_cpu_unquantized_gemm(head, remove_weight=False)
 
 
 def _eos_ids(llm: Any) -> set[int]:

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 PREFIX = "eager_"
 GENERATORS = ("parallel", "eager_init", "eager_adapt", "eager")
 BASELINES = ("group", "verdicts")
+NORMALIZERS = ("tokens", "budget")
 ANSWER_KINDS = ("math", "choice")
 # The rollout settings the trainer does not take as `eager_<name>`: where each comes from instead.
 DERIVED = {
@@ -104,6 +105,26 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             "text; otherwise the rows stay. With several processes each keeps as many rows as the busiest one."
         },
     )
+    eager_drop_flat_rows: bool = field(
+        default=True,
+        metadata={"help": "With eager_drop_unused_rows, rows whose advantage is 0 everywhere (a group whose rewards "
+                  "are all equal, under the group baseline) leave the loss batch too: they add nothing to the loss "
+                  "(no KL term: beta=0, no entropy bonus), so the loss is the same and the step cheaper."},
+    )
+    eager_loss_normalizer: str = field(
+        default="tokens",
+        metadata={"help": "What divides a step's loss (dapo, cispo, vespo; any generator). tokens: TRL's, the loss "
+                  "tokens the step holds, so a step of few signal-carrying rows moves the weights about as far as a "
+                  "full one. budget: the step's row budget (rows / eager_oversample) x max_completion_length, "
+                  "dr_grpo's constant, so a step that carries little signal moves them less.",
+                  "choices": NORMALIZERS},
+    )
+    max_train_seconds: float | None = field(
+        default=None,
+        metadata={"help": "Stop once this many training seconds have passed (generation, scoring and optimisation "
+                  "since the first step: eager/train_wall_s), even before max_steps; for comparing generators at "
+                  "equal cost. None: max_steps alone. Any generator."},
+    )
     eager_gold_column: str = field(
         default="answer",
         metadata={"help": "eager: the dataset column holding each prompt's gold answer, used to verify sequences."},
@@ -118,6 +139,15 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
         super().__post_init__()
         if self.rollout_generator not in GENERATORS:
             raise ValueError(f"rollout_generator={self.rollout_generator!r}: choose one of {GENERATORS}.")
+        if self.eager_loss_normalizer not in NORMALIZERS:
+            raise ValueError(f"eager_loss_normalizer={self.eager_loss_normalizer!r}: choose one of {NORMALIZERS}.")
+        if self.eager_loss_normalizer == "budget" and self.loss_type not in ("dapo", "cispo", "vespo"):
+            raise ValueError(f"eager_loss_normalizer='budget' with loss_type={self.loss_type!r}: the budget replaces "
+                             "the token count that dapo, cispo and vespo divide by; use one of those (or dr_grpo, "
+                             "whose own constant it is) or eager_loss_normalizer='tokens'.")
+        if self.max_train_seconds is not None and not self.max_train_seconds > 0:
+            raise ValueError(f"max_train_seconds={self.max_train_seconds!r}: give a positive number of seconds, or "
+                             "None to stop at max_steps only.")
         if self.use_vllm and self.vllm_mode == "colocate" and self.vllm_enable_sleep_mode and cpu_build():
             raise ValueError(
                 "vllm_enable_sleep_mode=True on the CPU build of vLLM: sleep/wake are no-ops there and waking the "
@@ -166,7 +196,8 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             changed = non_default(self.rollout_settings(), skip=tuple(DERIVED))
             if self.eager_max_sequences is not None:
                 changed["max_sequences"] = self.eager_max_sequences
-            for name in ("eager_think_end_token", "eager_baseline", "eager_drop_unused_rows", "eager_answer_kind"):
+            for name in ("eager_think_end_token", "eager_baseline", "eager_drop_unused_rows", "eager_drop_flat_rows",
+                         "eager_loss_normalizer", "eager_answer_kind"):
                 if getattr(self, name) != self.__dataclass_fields__[name].default:
                     changed[name[len(PREFIX):]] = getattr(self, name)
             tag += "".join(f"-{name}={_short(value)}" for name, value in changed.items())

@@ -22,6 +22,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from rewards import GoldVerifier
 from rollout import EagerConfig, RolloutResult, generate
 from trainers.advantages import verdict_baseline
@@ -135,4 +137,5 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
         for key in columns:
             out[key].append(sources[k][key])  # "prompt" included: _calculate_rewards reads it back
     trainer.eager_last_rollout = result
+    trainer.eager_logp_rows = torch.tensor(out["eager_used"], dtype=torch.bool)  # TRL's log-prob pass skips the rest
     return out

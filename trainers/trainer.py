@@ -26,6 +26,9 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from trainers.advantages import group_advantages
+from trainers.callbacks import TrainSecondsLimit
+from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, carrying_rows, keep_rows,
+                                 rows_to_keep)
 from trainers.config import EagerGRPOConfig
 from trainers.metrics import step_metrics
 from trainers.rollout_hook import Grade, eager_rollout
@@ -67,8 +70,10 @@ class EagerGRPOTrainer(GRPOTrainer):
         self._eager_row_prompts: list = []
         self._eager_shapes = torch.zeros(0, 2)  # gathered (completion length, truncated) per row
         self._eager_tokens_total = 0.0
-        self._eager_t0: float | None = None  # when the first step began: training seconds count from here
+        self.eager_logp_rows: torch.Tensor | None = None  # this process's used rows while a step generates
+        self.eager_t0: float | None = None  # when the first step began: training seconds count from here
         self._eager_score_s = 0.0
+        self.add_callback(TrainSecondsLimit(self))
 
     # --- what the rollout hook uses -------------------------------------------------------------
     def eager_engine(self) -> Any:
@@ -101,10 +106,13 @@ class EagerGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict[str, Any]:
         self.eager_batch_inputs = inputs
         start = time.perf_counter()
-        if self._eager_t0 is None:
-            self._eager_t0 = start
+        if self.eager_t0 is None:
+            self.eager_t0 = start
         self._eager_score_s = 0.0
-        output = super()._generate_and_score_completions(inputs)
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self.eager_logp_rows = None
         mode = "train" if self.model.training else "eval"
         # "Generation": everything here but the rewards (weight sync, rollouts, TRL's log-prob pass over
         # the rows); optimisation is what the step spends after this.
@@ -115,13 +123,12 @@ class EagerGRPOTrainer(GRPOTrainer):
             advantages, std = group_advantages(rewards_per_func, groups, self.reward_weights,
                                                self.scale_rewards, self.multi_objective_aggregation,
                                                baselines if self.args.eager_baseline == "verdicts" else None)
-            n = len(inputs)
-            output["advantages"] = advantages[self.accelerator.process_index * n:][:n]
+            output["advantages"] = self._local(advantages, len(inputs))
             self._correct_trl_logs(mode, advantages, std, used)
-            if mode == "train" and self.args.drops_unused_rows and set(output) <= {*ROW_KEYS, *BATCH_KEYS}:
-                # Every process keeps as many rows as the busiest one: TRL's loss gathers per-row statistics.
-                most_used = int(used.view(-1, n).sum(dim=1).max())
-                output = _keep_rows(output, rows_to_keep(used[self.accelerator.process_index * n:][:n], most_used))
+            if mode == "train":
+                output = self._shape_loss_batch(output, advantages, used, len(inputs))
+        elif mode == "train" and self.args.eager_loss_normalizer == "budget":
+            output["num_items_in_batch"] = self._budget_normalizer(len(inputs))
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
         rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
@@ -132,6 +139,45 @@ class EagerGRPOTrainer(GRPOTrainer):
             self._metrics[mode][name].append(value)
         self._metrics[mode]["eager/rollout_tokens_cumulative"] = [self._eager_tokens_total]
         return output
+
+    def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                                           logits_to_keep: int, *args: Any, **kwargs: Any) -> tuple:
+        """TRL's log-prob pass (no gradient) over the used rows only; an unused row gets zeros (its loss mask is 0,
+        so nothing reads them). With the gradient on (the loss step), TRL's own, over the rows it is given."""
+        rows = self.eager_logp_rows
+        per_row = [v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.dim() > 0]
+        if rows is None or torch.is_grad_enabled() or per_row or len(rows) != input_ids.size(0) or bool(rows.all()):
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                              *args, **kwargs)
+        idx = rows.nonzero().flatten().to(input_ids.device)
+        logps, entropies, aux = super()._get_per_token_logps_and_entropies(
+            model, input_ids[idx], attention_mask[idx], logits_to_keep, *args, **kwargs)
+        full = logps.new_zeros(input_ids.size(0), logps.size(1))
+        full[idx] = logps
+        if entropies is not None:
+            entropies = entropies.new_zeros(full.shape).index_copy(0, idx, entropies)
+        return full, entropies, aux
+
+    def _local(self, values: torch.Tensor, n: int) -> torch.Tensor:
+        """This process's slice of gathered per-row values."""
+        return values[self.accelerator.process_index * n:][:n]
+
+    def _budget_normalizer(self, n: int) -> torch.Tensor:
+        return budget_normalizer(n * self.accelerator.num_processes, self.args.eager_oversample,
+                                 self.args.max_completion_length, self.accelerator.device)
+
+    def _shape_loss_batch(self, output: dict[str, Any], advantages: torch.Tensor, used: torch.Tensor,
+                          n: int) -> dict[str, Any]:
+        """The normaliser the config asks for; then only the rows that carry a gradient (see loss_batch)."""
+        if self.args.eager_loss_normalizer == "budget":
+            output["num_items_in_batch"] = self._budget_normalizer(n)
+        if not self.args.drops_unused_rows or not set(output) <= {*ROW_KEYS, *BATCH_KEYS}:
+            return output
+        carrying = carrying_rows(advantages, used) if self.args.eager_drop_flat_rows and self.beta == 0.0 and \
+            not getattr(self, "_entropy_bonus_enabled", False) else used
+        # Every process keeps as many rows as the busiest one: TRL's loss gathers per-row statistics.
+        most = int(carrying.view(-1, n).sum(dim=1).max())
+        return keep_rows(output, rows_to_keep(self._local(carrying, n), most))
 
     def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list,
                            completion_ids_list: list) -> torch.Tensor:
@@ -168,8 +214,8 @@ class EagerGRPOTrainer(GRPOTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """TRL's log, plus `eager/train_wall_s`: seconds since the first step began (generation, scoring and
         optimisation; the trainer's set-up before it is not counted), so runs compare on a time axis."""
-        if self._eager_t0 is not None and self.model.training:
-            logs["eager/train_wall_s"] = time.perf_counter() - self._eager_t0
+        if self.eager_t0 is not None and self.model.training:
+            logs["eager/train_wall_s"] = time.perf_counter() - self.eager_t0
         super().log(logs, start_time)
 
     def _correct_trl_logs(self, mode: str, advantages: torch.Tensor, std: torch.Tensor, used: torch.Tensor) -> None:
@@ -188,36 +234,6 @@ class EagerGRPOTrainer(GRPOTrainer):
             tail = values[-len(log):] if log else []
             for i, value in enumerate(tail):
                 log[len(log) - len(tail) + i] = value
-
-
-# The loss batch TRL's `_generate_and_score_completions` returns for text: per-row tensors, and
-# what spans the whole batch. A batch with anything else (images) keeps its rows.
-ROW_KEYS = frozenset({"prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "tool_mask",
-                      "old_per_token_logps", "importance_sampling_ratio", "sampling_per_token_logps",
-                      "ref_per_token_logps"})
-BATCH_KEYS = frozenset({"num_items_in_batch"})  # the generation batch's loss tokens: TRL's dapo normaliser
-
-
-def rows_to_keep(used: torch.Tensor, most_used: int) -> torch.Tensor:
-    """(n,) bool: the used rows, plus the first unused ones until `most_used` rows are kept.
-
-    Processes may use different numbers of rows, and TRL's loss gathers per-row statistics
-    across processes, which needs equal sizes: each keeps as many rows as the busiest one. A
-    kept unused row carries no loss tokens, so it changes nothing but the cost.
-    """
-    keep = used.clone()
-    extra = most_used - int(used.sum())
-    if extra > 0:
-        keep[(~used).nonzero().flatten()[:extra]] = True
-    return keep
-
-
-def _keep_rows(output: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
-    """The loss batch with only the rows `keep` marks. An unused row has no loss tokens (its
-    loss mask, TRL's completion mask times the hook's env mask, is zero, and `num_items_in_batch`
-    never counted it), so the loss is the same;
-    the loss step's forward and backward passes stop paying for it."""
-    return {key: value[keep] if key in ROW_KEYS else value for key, value in output.items()}
 
 
 def _check_eager_inputs(args: EagerGRPOConfig, kwargs: dict, train_dataset: Any) -> None:

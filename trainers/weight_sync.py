@@ -17,8 +17,9 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
+
+from rollout.vllm_engine import repack_lm_head
 
 logger = logging.getLogger(__name__)
 
@@ -76,30 +77,6 @@ def reload_weights(vllm_generation: Any) -> None:
         pass
     llm.collective_rpc(repack_lm_head)
     llm.reset_prefix_cache()
-
-
-def load_checkpoint(llm: Any, path: Path) -> None:
-    """Load a saved checkpoint of the engine's own architecture into it in place (scoring a run's checkpoints on
-    one engine). vLLM's reload reads the safetensors of `path`; the CPU build then re-packs a tied head."""
-    llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path), "is_checkpoint_format": True})
-    if cpu_build():
-        llm.collective_rpc(repack_lm_head)
-    llm.reset_prefix_cache()
-
-
-def repack_lm_head(worker: Any) -> None:
-    """Rebuild the output head's packed CPU GEMM from its current weight (runs in the vLLM worker).
-
-    The CPU backend multiplies by a pre-packed copy of each weight, made when the weight is
-    processed. A tied head (Qwen2/Qwen3 small models, Qwen3-4B) receives no weight of its own
-    during a reload, so its packed copy kept the old embedding: logits came from stale weights.
-    """
-    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
-
-    head = getattr(worker.model_runner.model, "lm_head", None)
-    weight = getattr(head, "weight", None)
-    if weight is not None and not weight.is_meta and hasattr(head, "cpu_linear"):
-        dispatch_cpu_unquantized_gemm(head, remove_weight=False)
 
 
 def use_cpu_weight_sync(vllm_generation: Any) -> None:

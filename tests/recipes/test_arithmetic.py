@@ -176,3 +176,14 @@ def test_pretrain_smoke_then_vllm_and_hf(tmp_path):
     report = evaluate(llm=load_llm(path, max_model_len=128), problems=problems, temperature=1.0)
     assert report.n == 8 and 0.0 <= report.accuracy <= 1.0 and report.stderr >= 0.0
     assert len(hf_greedy(path, [p.prompt for p in problems[:2]], max_new_tokens=8)) == 2
+
+
+def test_the_shipped_model_is_the_one_the_pretraining_config_builds():
+    """The recipe's model ships with the hash of the config it was trained with. A change to the pretraining
+    config, the task's solution format or the tokenizer changes the hash: then retrain into the shipped
+    directory (`python -m recipes.arithmetic.pretrain --out recipes/arithmetic/model --force`) and commit it."""
+    from recipes.arithmetic.pretrain import SHIPPED, PretrainConfig, ensure_model, is_trained
+
+    assert (SHIPPED / "model.safetensors").stat().st_size > 1_000_000
+    assert is_trained(SHIPPED, PretrainConfig()), "the shipped model is stale: retrain it (see the docstring)"
+    assert ensure_model() == SHIPPED

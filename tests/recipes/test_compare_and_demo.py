@@ -58,5 +58,28 @@ def test_demo_summary_time_split_and_plot(tmp_path, capsys):
                 tmp_path)
     text = capsys.readouterr().out
     assert "eager_rollout_token_ratio=0.333" in text and "eager_train_time_ratio=0.636" in text
-    assert (tmp_path / "accuracy_vs_rollout_tokens.png").stat().st_size > 1000
+    assert "equal_time_accuracy_delta=+0.000" in text
+    assert (tmp_path / "accuracy_vs_seconds.png").stat().st_size > 1000
     assert json.loads((tmp_path / "comparison.json").read_text())["runs"][1]["generator"] == "eager"
+
+
+def test_demo_progress_prints_one_line_per_logged_step(capsys):
+    demo._progress("eager", "{'loss': 0.1, 'reward': 0.5, 'eager/frac_with_signal': 0.75, 'eager/rows_used_frac': 0.5, "
+                            "'eager/rollout_tokens_cumulative': 1234.0, 'eager/train_wall_s': 3.25}\n")
+    demo._progress("eager", "INFO 12-03 vllm: something the log keeps\n")
+    demo._progress("eager", "{'train_runtime': 10.0}\n")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["[eager]    3.2 s  reward 0.500  signal 0.75  rows used 0.50  tokens 1,234"]
+
+
+def test_demo_curve_scores_every_checkpoint_and_the_final_model(tmp_path):
+    history = [{"step": s, "eager/rollout_tokens": 10.0, "eager/rollout_tokens_cumulative": 10.0 * s,
+                "eager/train_wall_s": 2.0 * s} for s in (1, 2, 3)]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    (tmp_path / "checkpoint-2").mkdir()
+
+    class Scorer:
+        def score(self, path):
+            return type("A", (), {"mean": {"checkpoint-2": 0.4}.get(path.name, 0.5)})
+
+    assert demo.curve(Scorer(), tmp_path, 0.3) == [(0.0, 0.0, 0.3), (20.0, 4.0, 0.4), (30.0, 6.0, 0.5)]

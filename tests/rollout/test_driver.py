@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from rollout import INHERITED, EagerConfig, generate, spend_saved_budget
-from rollout.driver import Driver
-from rollout.schedule import Schedule
+from rollout.schedule import PassSchedule
 from tests.rollout.scripted import EOS, ScriptedEngine
 
 V = 30
@@ -175,7 +174,7 @@ def test_online_eager_stops_solved_prompts_and_moves_their_budget(monkeypatch):
     m = 4
     engine = ScriptedEngine(script({2, 5, 8}, 12, calm_prompt_len=3))  # prompt 0: one sequence, solved early
     solved_at: dict[int, int] = {}
-    original = Schedule.verdict
+    original = PassSchedule.verdict
 
     def spy(self, i, verdict):
         stopped = original(self, i, verdict)
@@ -183,7 +182,7 @@ def test_online_eager_stops_solved_prompts_and_moves_their_budget(monkeypatch):
             solved_at[i] = len(engine.added)
         return stopped
 
-    monkeypatch.setattr(Schedule, "verdict", spy)
+    monkeypatch.setattr(PassSchedule, "verdict", spy)
     r = generate(engine, prompts(3), cfg(method="eager", online=True, max_sequences=m, entropy_threshold=1.0),
                  verifier=lambda i, ids: i == 0)
     assert set(solved_at) == {0} and r.trees[0].solved

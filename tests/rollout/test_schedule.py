@@ -244,12 +244,13 @@ class Recorder:
 
 
 def test_the_schedule_alone_decides_roots_thresholds_and_closing():
-    from rollout.schedule import Schedule, call_ledger
+    from rollout.ledger import call_ledger
+    from rollout.schedule import PassSchedule
     from rollout.types import PromptTree
 
     c = cfg(max_sequences=2, entropy_threshold=1.0, max_new_tokens=40, pass_start_limit=0.5)  # deadline: step 20
     trees = [PromptTree(i, [1] * 3, 2, 1.0) for i in range(2)]
-    sched, runner = Schedule(trees, c, call_ledger(trees, c), retry_method="eager", online=True,
+    sched, runner = PassSchedule(trees, c, call_ledger(trees, c), retry_method="eager", online=True,
                              label_aware=True), Recorder()
     sched.begin([0, 1], runner)
     assert runner.log == [("threshold", 0, 1.0), ("root", 0, 0), ("threshold", 1, 1.0), ("root", 1, 0)]

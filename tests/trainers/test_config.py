@@ -180,7 +180,7 @@ def test_when_unused_rows_leave_the_loss_batch(tmp_path, overrides, drops):
 def test_rows_kept_match_the_busiest_process():
     import torch
 
-    from trainers.trainer import rows_to_keep
+    from trainers.loss_batch import rows_to_keep
 
     used = torch.tensor([1, 0, 1, 0, 0, 1], dtype=torch.bool)
     assert rows_to_keep(used, 3).tolist() == used.tolist()  # the busiest process: its used rows only

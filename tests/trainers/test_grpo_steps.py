@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 
 from tests.trainers.conftest import make_args, release
-from tests.trainers.helpers import Recorder, label_grade, label_of, rows
+from tests.trainers.helpers import Recorder, label_grade, label_of, label_reward, rows
 
 pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
 
@@ -31,6 +31,10 @@ GENERATORS = {
     # The same, with each row's baseline from the verdicts known when it started (not the group mean).
     "eager_verdicts": {"rollout_generator": "eager", "eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0,
                        "eager_baseline": "verdicts"},
+    # The training allocation: 8 prompts handed, a pool of 24 sequences (16 screen them, 8 fill mixed ones),
+    # the loss divided by the budget's tokens (24 x 8) rather than the tokens the step happens to hold.
+    "screen": {"rollout_generator": "eager", "eager_allocation": "screen", "per_device_train_batch_size": 32,
+               "eager_oversample": 4 / 3, "eager_pass_start_limit": 3.0, "eager_loss_normalizer": "budget"},
 }
 
 
@@ -97,7 +101,7 @@ def run(request, tiny_model, tmp_path_factory) -> Run:
     generate_and_score = trainer._generate_and_score_completions
     import trainers.trainer as trainer_module
 
-    keep_rows, full_batches = trainer_module._keep_rows, []
+    keep_rows, full_batches = trainer_module.keep_rows, []
     copy = lambda output: {k: v.clone() if torch.is_tensor(v) else v for k, v in output.items()}  # noqa: E731
 
     def record_keep_rows(output, keep):
@@ -112,11 +116,11 @@ def run(request, tiny_model, tmp_path_factory) -> Run:
         return output
 
     trainer._generate_and_score_completions = capture
-    trainer_module._keep_rows = record_keep_rows
+    trainer_module.keep_rows = record_keep_rows
     try:
         trainer.train()
     finally:
-        trainer_module._keep_rows = keep_rows
+        trainer_module.keep_rows = keep_rows
     yield result
     release(trainer)
 
@@ -139,14 +143,21 @@ def test_weights_move(run):
     assert moved, "no parameter changed in two GRPO steps"
 
 
+def carrying(inputs, output) -> torch.Tensor:
+    """The rows a dropping trainer keeps: used, with a non-zero advantage."""
+    used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
+    return used & (output["advantages"] != 0)
+
+
 def test_rows_per_step_constant(run):
     assert len(run.outputs) == 2
     drops = run.trainer.args.drops_unused_rows
-    assert drops == (run.generator in ("eager_init", "eager", "eager_verdicts"))
+    assert drops == (run.generator in ("eager_init", "eager", "eager_verdicts", "screen"))
+    rows = run.trainer.args.per_device_train_batch_size
     for inputs, output, loss_batch in run.outputs:
-        assert len(inputs) == output["completion_ids"].shape[0] == output["advantages"].shape[0] == 16
-        used = sum(row.get("eager_used", 1) for row in inputs)
-        assert loss_batch["completion_ids"].shape[0] == loss_batch["advantages"].shape[0] == (used if drops else 16)
+        assert len(inputs) == output["completion_ids"].shape[0] == output["advantages"].shape[0] == rows
+        kept = int(carrying(inputs, output).sum()) if drops else rows
+        assert loss_batch["completion_ids"].shape[0] == loss_batch["advantages"].shape[0] == kept
     for log in run.logs:
         assert 0 < log["eager/rows_used_frac"] <= 1
 
@@ -158,7 +169,7 @@ def test_dropped_rows_leave_the_loss_unchanged(run):
         pytest.skip("this generator keeps its rows (test_rows_per_step_constant)")
     dropped = 0
     for inputs, output, loss_batch in run.outputs:
-        used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
+        used = carrying(inputs, output)
         dropped += int((~used).sum())
         optional = [k for k in ("sampling_per_token_logps", "importance_sampling_ratio", "old_per_token_logps")
                     if k in output]
@@ -228,7 +239,7 @@ def test_eager_metrics_every_step(run):
     if run.generator == "parallel":
         assert all(log["eager/rows_used_frac"] == 1 and log["eager/branches_per_prompt"] == 0 for log in run.logs)
         assert all(log["eager/rollout_tokens"] == 16 * 8 for log in run.logs)  # no EOS from a random model
-    else:
+    elif run.generator != "screen":  # the screen allocation samples roots only
         assert sum(log["eager/branches_per_prompt"] for log in run.logs) > 0
 
 
@@ -243,6 +254,28 @@ def test_label_aware_moves_rows_to_unsolved_prompts(run):
         assert sum(used_by["no"]) > 4  # never solved: it took rows of solved prompts
         assert len(call["prompts"]) == 16
     assert all(log["eager/rows_reallocated"] > 0 for log in run.logs)
+
+
+def test_screen_spends_its_pool_on_prompts_with_a_signal(run):
+    """yes prompts stop after their 2 screening rows, no prompts too (no probes), and the rest of the pool fills
+    coin prompts whose screening was mixed; unused rows are skipped by TRL's log-prob pass; the loss is divided
+    by the budget's tokens."""
+    if run.generator != "screen":
+        pytest.skip("the screen allocation only")
+    filled = 0
+    for call, (inputs, output, loss_batch) in zip(run.recorder.calls, run.outputs):
+        used_by: dict[str, list[int]] = {}
+        for prompt, used in zip(call["prompts"], call["eager_used"]):
+            used_by.setdefault(prompt, []).append(used)
+        assert sum(call["eager_used"]) <= 24
+        for prompt, used in used_by.items():
+            assert sum(used) == 2 or (label_of(prompt) == "coin" and 2 < sum(used) <= 4), (prompt, used)
+            filled += sum(used) > 2
+        used = torch.tensor(call["eager_used"], dtype=torch.bool)
+        old = output["old_per_token_logps"]
+        assert (old[~used] == 0).all() and (old[used] != 0).any(dim=1).all()
+        assert float(loss_batch["num_items_in_batch"]) == 24 * 8
+    assert filled > 0, "expected a mixed coin prompt to be filled"
 
 
 def test_solved_prompt_gets_no_new_sequence(run):
@@ -328,3 +361,18 @@ def test_step_seconds_are_logged(run):
     for log in run.logs:
         assert log["eager/time_generation_s"] > 0 and log["eager/time_scoring_s"] >= 0
     assert sum(log["eager/time_generation_s"] + log["eager/time_scoring_s"] for log in run.logs) < walls[-1]
+
+
+def test_max_train_seconds_stops_training_after_the_step_that_passes_it(tiny_model, tmp_path):
+    """A limit every step passes stops after the first step; the step's seconds are logged."""
+    from trainers import EagerGRPOTrainer
+
+    args = make_args(tmp_path, max_steps=3, max_train_seconds=1e-9)
+    trainer = EagerGRPOTrainer(model=str(tiny_model), reward_funcs=label_reward, args=args,
+                               train_dataset=Dataset.from_list(rows(8)))
+    try:
+        trainer.train()
+        assert trainer.state.global_step == 1
+        assert "eager/train_wall_s" in [h for h in trainer.state.log_history if "loss" in h][-1]
+    finally:
+        release(trainer)

@@ -113,7 +113,7 @@ def test_config_fields_we_validate():
 def test_loss_batch_keys_are_known():
     # trainers.trainer drops unused rows by key: every per-row tensor TRL puts in a text batch must be in
     # ROW_KEYS (else a dropped batch would misalign), and anything else (images) keeps the rows.
-    from trainers.trainer import BATCH_KEYS, ROW_KEYS
+    from trainers.loss_batch import BATCH_KEYS, ROW_KEYS
 
     body = source(GRPOTrainer._generate_and_score_completions)
     returned = set(re.findall(r'output\["(\w+)"\] =', body)) | set(re.findall(r'"(\w+)": \w+,', body[body.index(

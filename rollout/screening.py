@@ -1,0 +1,155 @@
+"""The training allocation (`allocation="screen"`): spend a step's sequences where the gradient is.
+
+A GRPO group teaches only if it holds a right and a wrong answer. This schedule finds such
+prompts cheaply and gives them the budget, in one call (label-aware, online):
+
+    screen ── every prompt starts `screen_roots` independent roots at once (one engine pass).
+      │
+      ▼ its verdicts say what the prompt is:
+    easy ──── all screening answers right: it stops; its rows stay unused (no signal in them).
+    mixed ─── a right and a wrong answer: a learning signal. It is filled with new roots up to
+      │        `fill_size` sequences (default M), so its group estimates its pass rate well.
+    hard ──── all screening answers wrong: `probe_roots` more roots, after every prompt's
+               screening is decided (lowest priority); a right probe makes it mixed.
+
+The pool holds `max_sequences x prompts / oversample` sequences: with oversample f the trainer
+hands f times the prompts a step trains on, and EAGer spends at most the step's rows on them.
+Slots go to prompts in batch order, never to whichever finished first: a prompt may start
+its fill only when the pool covers it after a reservation for every earlier prompt still
+screening (the fill it would need if it turns out mixed). So the final groups are a function
+of the verdicts alone, and short answers are not favoured. New roots start only up to the
+deadline (`pass_start_limit` x `max_new_tokens` engine steps; screen with 1.0 or more, since
+fills follow a whole screening pass) and only with room in the engine.
+"""
+
+from __future__ import annotations
+
+from rollout.config import EagerConfig
+from rollout.schedule import Runner, is_right, pass_start_deadline
+from rollout.types import PromptTree
+
+SCREENING, FILL, EASY, HARD = "screening", "fill", "easy", "hard"
+
+
+class ScreenSchedule:
+    """The budget state of one training call under the screen allocation (see the module)."""
+
+    def __init__(self, trees: list[PromptTree], config: EagerConfig, capacity: int | None = None) -> None:
+        self.trees, self.cfg, self.capacity = trees, config, capacity
+        n = len(trees)
+        self.limits = [t.budget for t in trees]  # M per prompt (0 for a prompt that could not be generated)
+        self.total = int(sum(self.limits) / config.oversample)
+        self.fill_size = config.fill_size or config.max_sequences
+        self.deadline = pass_start_deadline(config.pass_start_limit, config.max_new_tokens)
+        self.used, self.live, self.pending = [0] * n, [0] * n, [0] * n
+        self.verdicts = [[0, 0] for _ in range(n)]  # [right, wrong]
+        self.state = [SCREENING] * n
+        self.want = [0] * n  # roots a prompt's state asks for, not yet started
+        self.done: set[int] = set()
+
+    # --- what the step loop tells the schedule -------------------------------------------------------------
+    def started(self, i: int) -> None:
+        self.live[i] += 1
+
+    def ended(self, i: int) -> None:
+        self.live[i] -= 1
+
+    def awaiting_verdict(self, i: int) -> None:
+        self.pending[i] += 1
+
+    def verdict(self, i: int, verdict: bool | float | None) -> bool:
+        """Apply a verdict and move the prompt on. True when it stopped branching (here: it is decided)."""
+        self.pending[i] -= 1
+        right, wrong = self.verdicts[i]
+        right, wrong = (right + 1, wrong) if is_right(verdict) else (right, wrong + 1)
+        self.verdicts[i] = [right, wrong]
+        before = self.state[i]
+        if before in (SCREENING, HARD) and right and wrong:
+            self.state[i], self.want[i] = FILL, max(0, self.fill_size - self.used[i])
+            self.trees[i].solved = True
+        elif before == SCREENING and right + wrong >= min(self.cfg.screen_roots, self.used[i]):
+            if wrong == 0:
+                self.state[i] = EASY
+                self.trees[i].solved = True
+            else:
+                self.state[i], self.want[i] = HARD, self.cfg.probe_roots
+        return before != self.state[i] and self.state[i] != HARD
+
+    def sequence_finished(self, i: int) -> None:
+        """Without a verifier there is nothing to decide on (the screen allocation is label-aware)."""
+
+    # --- what the step loop asks -----------------------------------------------------------------------------
+    def may_fork(self, i: int) -> bool:
+        return False  # roots only: every sequence an independent sample
+
+    def take_slot(self, i: int) -> None:
+        self.used[i] += 1
+
+    def release_slot(self, i: int) -> None:
+        self.used[i] -= 1
+
+    def known_verdicts(self, i: int) -> tuple[int, int]:
+        right, wrong = self.verdicts[i]
+        return right, wrong
+
+    def is_stopped(self, i: int) -> bool:
+        """Decided prompts need no more verdicts to be decided (TRL's rewards still score every row)."""
+        return self.state[i] in (FILL, EASY)
+
+    # --- decisions -------------------------------------------------------------------------------------------
+    def begin(self, active: list[int], runner: Runner) -> None:
+        self.done = {t.prompt_index for t in self.trees} - set(active)
+        for i in active:
+            runner.set_threshold(i, self.trees[i].threshold)
+            for _ in range(min(self.cfg.screen_roots, self.limits[i])):
+                self._start(i, runner)
+
+    def tick(self, step: int, runner: Runner) -> bool:
+        """Start the roots the pool can give, in batch order; close prompts that are done. True if a root started."""
+        started = 0
+        if step <= self.deadline:
+            free, screening = self.total - sum(self.used), False
+            for i in range(len(self.trees)):
+                if i in self.done:
+                    continue
+                if self.state[i] == SCREENING:
+                    screening = True
+                    free -= max(0, self.fill_size - self.used[i])  # what it may need if it turns out mixed
+                elif self.state[i] == FILL:
+                    n = self._grant(i, free, runner)
+                    free, started = free - n, started + n
+            for i in range(len(self.trees)) if not screening else ():  # probes last, once screening is decided
+                if i not in self.done and self.state[i] == HARD:
+                    n = self._grant(i, free, runner)
+                    free, started = free - n, started + n
+        for i in self._idle():
+            if self.want[i] == 0 or not self._can_grow(i, step):
+                self.done.add(i)
+                runner.closed(i)
+        return started > 0
+
+    def _grant(self, i: int, free: int, runner: Runner) -> int:
+        """Start up to what prompt `i` wants, the pool's `free` slots and its own cap allow, while the engine has
+        room. Returns the roots started."""
+        n = 0
+        while self.want[i] > 0 and n < free and self.used[i] < self.limits[i]:
+            if self.capacity is not None and sum(self.live) >= self.capacity:
+                break
+            self.want[i] -= 1
+            self._start(i, runner)
+            n += 1
+        return n
+
+    def _start(self, i: int, runner: Runner) -> None:
+        self.used[i] += 1
+        runner.start_root(i, 0)
+
+    def _idle(self) -> list[int]:
+        return [i for i in range(len(self.trees)) if i not in self.done and self.live[i] == 0 and self.pending[i] == 0]
+
+    def _can_grow(self, i: int, step: int) -> bool:
+        """An idle prompt that still wants roots waits only while it could get them."""
+        if step > self.deadline or self.used[i] >= self.limits[i]:
+            return False
+        busy = any(j not in self.done and (self.live[j] or self.pending[j]) for j in range(len(self.trees)))
+        return busy  # with nothing running anywhere, what the pool could not give now it never will

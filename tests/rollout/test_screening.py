@@ -1,0 +1,156 @@
+"""The screen allocation on a scripted engine: screening roots, fills for mixed prompts, probes for hard ones,
+the pool, and groups that depend on the verdicts alone, never on which sequences finished first."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from rollout import EagerConfig, generate
+from rollout.screening import ScreenSchedule
+from rollout.types import PromptTree
+from tests.rollout.scripted import EOS, ScriptedEngine
+
+V = 30
+
+
+def script(length_of=lambda prompt_len: 6):
+    """A near-flat first token (2..21: each root's is fixed by its seed), then a calm run to EOS after
+    `length_of(prompt length)` tokens."""
+
+    def logits(completion: list[int], prompt_len: int = 0) -> np.ndarray:
+        z = np.zeros(V)
+        z[1] = z[22:] = -50.0
+        z[EOS] = -50.0
+        pos = len(completion)
+        if pos >= length_of(prompt_len):
+            z[EOS] = 40.0
+        elif pos > 0:
+            z[2 + pos % 20] = 12.0
+        return z
+
+    return logits
+
+
+def even_first(i: int, ids: list[int]) -> bool:
+    return ids[0] % 2 == 0
+
+
+def cfg(**kw) -> EagerConfig:
+    base = dict(method="eager", online=True, allocation="screen", max_sequences=6, screen_roots=2, temperature=1.0,
+                max_new_tokens=40, pass_start_limit=2.0, entropy_threshold=0.1, seed=3)
+    return EagerConfig(**{**base, **kw})
+
+
+def prompts(n: int) -> list[list[int]]:
+    return [[1] * (3 + i) for i in range(n)]
+
+
+def screening(tree) -> list[float]:
+    return [s.score for s in tree.sequences[:2]]
+
+
+def test_easy_stops_mixed_fills_hard_probes():
+    verdicts = {0: lambda ids: True, 1: lambda ids: False}  # prompt 0 easy, 1 hard, the rest by first token
+    r = generate(ScriptedEngine(script()), prompts(8), cfg(probe_roots=1),
+                 verifier=lambda i, ids: verdicts.get(i, lambda x: even_first(i, x))(ids))
+    easy, hard = r.trees[0], r.trees[1]
+    assert easy.n_sequences == 2 and easy.solved  # all right: too easy, stops after its screening
+    assert hard.n_sequences == 3 and not hard.solved  # all wrong: one probe, still wrong
+    mixed = [t for t in r.trees[2:] if set(screening(t)) == {0.0, 1.0}]
+    assert mixed, "some screening should come out mixed"
+    for t in mixed:
+        assert t.n_sequences == 6 and t.solved  # filled to fill_size = M
+    for t in r.trees:
+        assert all(s.parent is None for s in t.sequences)  # roots only: independent samples
+    assert r.tokens_generated > 0 and sum(t.n_sequences for t in r.trees) <= 8 * 6
+
+
+def test_a_right_probe_makes_a_hard_prompt_mixed_and_fills_it():
+    calls, lock = [], threading.Lock()
+
+    def verdict(i, ids):  # the two screening answers wrong, anything later right (a probe starts only after both)
+        with lock:
+            calls.append(i)
+            return len(calls) > 2
+
+    r = generate(ScriptedEngine(script()), prompts(1), cfg(probe_roots=1), verifier=verdict)
+    (tree,) = r.trees
+    assert [s.score for s in tree.sequences[:3]] == [0.0, 0.0, 1.0]
+    assert tree.n_sequences == 6 and tree.solved  # the probe's right answer made it mixed: filled
+
+
+@pytest.mark.parametrize("oversample", [1.0, 2.0, 3.0])
+def test_the_pool_holds_max_sequences_x_prompts_over_oversample(oversample):
+    r = generate(ScriptedEngine(script()), prompts(9), cfg(oversample=oversample), verifier=even_first)
+    assert sum(t.n_sequences for t in r.trees) <= int(9 * 6 / oversample)
+    assert all(t.n_sequences >= 2 for t in r.trees)  # every prompt screened
+
+
+def test_groups_depend_on_the_verdicts_not_on_which_prompt_finished_first():
+    """Lengths reversed between two runs (the same seeds, so the same first tokens and verdicts): with a pool
+    too small to fill every mixed prompt, the same prompts get the same groups, earlier prompts first."""
+    c = cfg(oversample=2.0)  # 8 prompts x 6 / 2 = 24 slots: 16 screening, 8 to fill
+    fast_first = generate(ScriptedEngine(script(lambda n: 3 + n)), prompts(8), c, verifier=even_first)
+    slow_first = generate(ScriptedEngine(script(lambda n: 30 - n)), prompts(8), c, verifier=even_first)
+    sizes = [t.n_sequences for t in fast_first.trees]
+    assert sizes == [t.n_sequences for t in slow_first.trees]
+    assert [screening(t) for t in fast_first.trees] == [screening(t) for t in slow_first.trees]
+    mixed = [k for k, t in enumerate(fast_first.trees) if set(screening(t)) == {0.0, 1.0}]
+    filled = [k for k in mixed if sizes[k] > 2]
+    assert filled == mixed[: len(filled)], "the pool goes to mixed prompts in batch order"
+    assert sum(sizes) == 24 or len(filled) == len(mixed)
+
+
+def test_the_schedule_reserves_fills_for_earlier_prompts_still_screening():
+    class Recorder:
+        def __init__(self):
+            self.roots: list[int] = []
+
+        def start_root(self, prompt, retry):
+            self.roots.append(prompt)
+
+        def set_threshold(self, prompt, threshold):
+            pass
+
+        def closed(self, prompt):
+            pass
+
+    c = cfg(max_sequences=4, oversample=2.0)  # 3 prompts x 4 / 2 = 6 slots: 6 screening, nothing to fill
+    trees = [PromptTree(i, [1] * 3, 4, c.entropy_threshold) for i in range(3)]
+    sched, runner = ScreenSchedule(trees, c), Recorder()
+    sched.begin([0, 1, 2], runner)
+    assert runner.roots == [0, 0, 1, 1, 2, 2] and sched.total == 6
+    c = cfg(max_sequences=4, oversample=1.5)  # 8 slots: 6 screening, 2 to fill
+    trees = [PromptTree(i, [1] * 3, 4, c.entropy_threshold) for i in range(3)]
+    sched, runner = ScreenSchedule(trees, c), Recorder()
+    sched.begin([0, 1, 2], runner)
+    for i in (0, 1, 2):
+        for _ in range(2):
+            sched.started(i)
+            sched.ended(i)
+            sched.awaiting_verdict(i)
+    sched.verdict(2, True), sched.verdict(2, False)  # prompt 2 is mixed first
+    runner.roots.clear()
+    sched.tick(5, runner)
+    assert runner.roots == []  # prompts 0 and 1 still screening: their possible fills come first
+    for verdict in (True, True):  # prompt 0: easy
+        sched.verdict(0, verdict)
+    sched.tick(6, runner)
+    assert runner.roots == []  # prompt 1 (before 2) may still need both free slots
+    sched.verdict(1, False), sched.verdict(1, False)  # prompt 1: hard (no probes)
+    sched.tick(7, runner)
+    assert runner.roots == [2, 2]  # now prompt 2 gets the two free slots
+
+
+def test_screen_needs_online_label_aware_eager_and_a_pool_that_screens_everyone():
+    with pytest.raises(ValueError, match="allocation"):
+        EagerConfig(method="eager_init", allocation="screen")
+    with pytest.raises(ValueError, match="oversample"):
+        cfg(oversample=4.0)  # 6 / 4 < 2 screening roots
+    with pytest.raises(ValueError, match="oversample"):
+        EagerConfig(method="eager", online=True, oversample=2.0)  # the passes allocation spends whole budgets
+    with pytest.raises(ValueError, match="fill_size"):
+        cfg(fill_size=7)
