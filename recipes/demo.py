@@ -18,11 +18,13 @@ shows one line per step.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +75,7 @@ def _env(**extra: str) -> dict[str, str]:
     if not env.get("WANDB_API_KEY"):
         env.setdefault("WANDB_MODE", "offline")
     env.setdefault("WANDB_SILENT", "true")
+    env["PYTHONUNBUFFERED"] = "1"  # the run's lines reach the console as they are printed
     env.update(extra)
     return env
 
@@ -106,15 +109,35 @@ def train(cfg: DemoConfig, generator: str, model: Path, data: Path, group: str,
 
 def _progress(generator: str, line: str) -> None:
     """One console line per logged step, from the dict the trainer prints (anything else stays in the log)."""
-    if not line.startswith("{") or "eager/train_wall_s" not in line:
+    if not line.startswith("{") or "eager/frac_with_signal" not in line:  # a step's log, not the run's summary
         return
-    try:
-        row = ast.literal_eval(line.strip())
-    except (ValueError, SyntaxError):
+    try:  # transformers prints the values as formatted strings
+        row = {key: float(value) for key, value in ast.literal_eval(line.strip()).items()}
+    except (ValueError, SyntaxError, TypeError):
         return
     print(f"[{generator}] {row['eager/train_wall_s']:6.1f} s  reward {row.get('reward', float('nan')):.3f}  "
           f"signal {row['eager/frac_with_signal']:.2f}  rows used {row['eager/rows_used_frac']:.2f}  "
           f"tokens {row['eager/rollout_tokens_cumulative']:,.0f}", flush=True)
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors: vLLM's and torch's native logs too) to `path`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def step_metrics(run_dir: Path) -> dict[int, dict[str, float]]:
@@ -188,19 +211,23 @@ def report(summaries: list[dict], curves: dict[str, list[tuple[float, float, flo
 
 
 def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # the scoring engine's set-up chatter
     (cfg,) = HfArgumentParser(DemoConfig).parse_args_into_dataclasses(args=argv)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, train_file, _ = prepare(cfg)
-    scorer = heldout_scorer(model, cfg)
-    before = scorer.score()
+    scoring_log = out_dir / "scoring.log"  # the scoring engine's own output
+    with output_to(scoring_log):
+        scorer = heldout_scorer(model, cfg)
+        before = scorer.score()
     print(f"held-out accuracy before RL: {before}", flush=True)
     group = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     summaries, curves, seconds = [], {}, None
     for generator in cfg.generators:
         run_dir, wall = train(cfg, generator, model, train_file, group, seconds)
-        curves[generator] = curve(scorer, run_dir, before.mean)
+        with output_to(scoring_log):
+            curves[generator] = curve(scorer, run_dir, before.mean)
+        print(f"[{generator}] held-out accuracy: " + ", ".join(f"{acc:.3f}@{t:.0f}s" for _, t, acc in
+                                                              curves[generator]), flush=True)
         summaries.append(summarize(generator, run_dir, wall, curves[generator]))
         if seconds is None:
             seconds = summaries[0]["train_s"]

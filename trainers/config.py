@@ -27,6 +27,7 @@ PREFIX = "eager_"
 GENERATORS = ("parallel", "eager_init", "eager_adapt", "eager")
 BASELINES = ("group", "verdicts")
 NORMALIZERS = ("tokens", "budget")
+CREDITS = ("rows", "segments")
 ANSWER_KINDS = ("math", "choice")
 # The rollout settings the trainer does not take as `eager_<name>`: where each comes from instead.
 DERIVED = {
@@ -94,6 +95,18 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             "shapes the group). verdicts: each row's pass rate estimated from the verdicts known when it started "
             "(unbiased under any stop rule; assumes a 0/1 accuracy reward).",
             "choices": BASELINES,
+        },
+    )
+    eager_credit: str = field(
+        default="rows",
+        metadata={
+            "help": "How a tree-shaped group's tokens are credited (trainers/tree_credit.py). rows: GRPO's layout, "
+            "each row its own advantage over all its tokens; a forked child repeats its parent's prefix, so a "
+            "prefix shared by d leaves counts d times (biased toward prefixes that fork). segments: every token "
+            "once, with advantage w_t (Q_t - b): Q_t the branch-averaged outcome of the leaves below it, w_t 1/2 per "
+            "fork above it, b the row's verdict baseline (needs eager_baseline=verdicts); unbiased with resample "
+            "forks. Without forks (allocation=screen) both are the same.",
+            "choices": CREDITS,
         },
     )
     eager_drop_unused_rows: bool = field(
@@ -196,8 +209,8 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             changed = non_default(self.rollout_settings(), skip=tuple(DERIVED))
             if self.eager_max_sequences is not None:
                 changed["max_sequences"] = self.eager_max_sequences
-            for name in ("eager_think_end_token", "eager_baseline", "eager_drop_unused_rows", "eager_drop_flat_rows",
-                         "eager_loss_normalizer", "eager_answer_kind"):
+            for name in ("eager_think_end_token", "eager_baseline", "eager_credit", "eager_drop_unused_rows",
+                         "eager_drop_flat_rows", "eager_loss_normalizer", "eager_answer_kind"):
                 if getattr(self, name) != self.__dataclass_fields__[name].default:
                     changed[name[len(PREFIX):]] = getattr(self, name)
             tag += "".join(f"-{name}={_short(value)}" for name, value in changed.items())
@@ -275,11 +288,15 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
         if self.eager_entropy_source == "full_vocab":
             raise self._fail("eager_entropy_source", "TRL builds its vLLM engine with at most 20 log-probs per token; "
                              "use topk.")
-        for name, allowed in (("eager_baseline", BASELINES), ("eager_answer_kind", ANSWER_KINDS)):
+        for name, allowed in (("eager_baseline", BASELINES), ("eager_answer_kind", ANSWER_KINDS),
+                              ("eager_credit", CREDITS)):
             if getattr(self, name) not in allowed:
                 raise self._fail(name, f"choose one of {allowed}.")
         if self.eager_baseline == "verdicts" and self.rollout_generator != "eager":
             raise self._fail("eager_baseline", "'verdicts' needs the label-aware generator (rollout_generator: eager).")
+        if self.eager_credit == "segments" and self.eager_baseline != "verdicts":
+            raise self._fail("eager_credit", "segment credit needs a baseline that never saw the row's own outcome: "
+                             "set eager_baseline='verdicts'.")
         if self.eager_baseline == "verdicts" and self.multi_objective_aggregation != "sum_then_normalize":
             raise self._fail("eager_baseline", "'verdicts' needs multi_objective_aggregation='sum_then_normalize'.")
         if self.rollout_generator == "eager" and not self.eager_gold_column:

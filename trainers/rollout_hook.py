@@ -118,15 +118,21 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
     offset = trainer.accelerator.process_index * len(sources)  # group ids unique across processes
     columns = [key for key in sources[0] if key not in RESERVED]
     out: dict[str, list] = {key: [] for key in (*RESERVED, *columns)}
+    segments = trainer.args.eager_credit == "segments"
+    trainer.eager_row_sequences = []  # per row: (prompt k, sequence index in its tree) or None
     for r, slot in enumerate(layout):
         k = slot[0] if slot is not None else r // g  # an unused row keeps its owner's prompt
         baseline = 0.5
         if slot is not None:
             seq = kept[k][slot[1]]
-            completion, logprobs, mask = list(seq.tokens), list(seq.logprobs), [1] * len(seq.tokens)
+            completion, logprobs = list(seq.tokens), list(seq.logprobs)
+            inherited = seq.n_inherited if segments else 0  # segment credit: a token is in the loss once
+            mask = [0] * inherited + [1] * (len(seq.tokens) - inherited)
             baseline = verdict_baseline(*seq.verdicts_at_start)
+            trainer.eager_row_sequences.append((k, seq.index))
         else:
             completion, logprobs, mask = trainer.eager_pad_completion, [0.0], [0]
+            trainer.eager_row_sequences.append(None)
         out["prompt_ids"].append(list(prompt_ids[k]))
         out["completion_ids"].append(completion)
         out["logprobs"].append(logprobs)

@@ -31,6 +31,7 @@ from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, carryi
                                  rows_to_keep)
 from trainers.config import EagerGRPOConfig
 from trainers.metrics import step_metrics
+from trainers.tree_credit import segment_advantages
 from trainers.rollout_hook import Grade, eager_rollout
 from trainers.weight_sync import cpu_build, cpu_engine_kwargs, use_cpu_weight_sync
 
@@ -71,6 +72,7 @@ class EagerGRPOTrainer(GRPOTrainer):
         self._eager_shapes = torch.zeros(0, 2)  # gathered (completion length, truncated) per row
         self._eager_tokens_total = 0.0
         self.eager_logp_rows: torch.Tensor | None = None  # this process's used rows while a step generates
+        self.eager_row_sequences: list = []  # per row of the last step: (prompt, sequence index) or None
         self.eager_t0: float | None = None  # when the first step began: training seconds count from here
         self._eager_score_s = 0.0
         self.add_callback(TrainSecondsLimit(self))
@@ -124,6 +126,12 @@ class EagerGRPOTrainer(GRPOTrainer):
                                                self.scale_rewards, self.multi_objective_aggregation,
                                                baselines if self.args.eager_baseline == "verdicts" else None)
             output["advantages"] = self._local(advantages, len(inputs))
+            if self.args.eager_credit == "segments":  # per token: every token once, weighted by its branch
+                rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
+                output["advantages"] = segment_advantages(
+                    self.eager_last_rollout.trees, self.eager_row_sequences, self._local(rewards, len(inputs)),
+                    self._local(baselines, len(inputs)), output["completion_ids"].shape[1],
+                    self.scale_rewards != "none").to(output["completion_ids"].device)
             self._correct_trl_logs(mode, advantages, std, used)
             if mode == "train":
                 output = self._shape_loss_batch(output, advantages, used, len(inputs))
@@ -175,8 +183,9 @@ class EagerGRPOTrainer(GRPOTrainer):
             return output
         carrying = carrying_rows(advantages, used) if self.args.eager_drop_flat_rows and self.beta == 0.0 and \
             not getattr(self, "_entropy_bonus_enabled", False) else used
-        # Every process keeps as many rows as the busiest one: TRL's loss gathers per-row statistics.
-        most = int(carrying.view(-1, n).sum(dim=1).max())
+        # Every process keeps as many rows as the busiest one (TRL's loss gathers per-row statistics), and at
+        # least one: a step without signal still runs its (zero) loss.
+        most = max(1, int(carrying.view(-1, n).sum(dim=1).max()))
         return keep_rows(output, rows_to_keep(self._local(carrying, n), most))
 
     def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list,

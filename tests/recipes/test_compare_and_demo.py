@@ -64,10 +64,11 @@ def test_demo_summary_time_split_and_plot(tmp_path, capsys):
 
 
 def test_demo_progress_prints_one_line_per_logged_step(capsys):
-    demo._progress("eager", "{'loss': 0.1, 'reward': 0.5, 'eager/frac_with_signal': 0.75, 'eager/rows_used_frac': 0.5, "
-                            "'eager/rollout_tokens_cumulative': 1234.0, 'eager/train_wall_s': 3.25}\n")
+    line = ("{'loss': '0.1', 'reward': '0.5', 'eager/frac_with_signal': '0.75', 'eager/rows_used_frac': '0.5', "
+            "'eager/rollout_tokens_cumulative': '1234', 'eager/train_wall_s': '3.25'}\n")  # as transformers prints
+    demo._progress("eager", line)
     demo._progress("eager", "INFO 12-03 vllm: something the log keeps\n")
-    demo._progress("eager", "{'train_runtime': 10.0}\n")
+    demo._progress("eager", "{'train_runtime': '10.0', 'eager/train_wall_s': '12.5'}\n")  # the run's summary
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["[eager]    3.2 s  reward 0.500  signal 0.75  rows used 0.50  tokens 1,234"]
 

@@ -31,6 +31,9 @@ GENERATORS = {
     # The same, with each row's baseline from the verdicts known when it started (not the group mean).
     "eager_verdicts": {"rollout_generator": "eager", "eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0,
                        "eager_baseline": "verdicts"},
+    # Forks with segment credit: per-token advantages, inherited tokens out of the loss.
+    "eager_segments": {"rollout_generator": "eager", "eager_entropy_threshold": 2.9, "eager_baseline": "verdicts",
+                       "eager_credit": "segments"},
     # The training allocation: 8 prompts handed, a pool of 24 sequences (16 screen them, 8 fill mixed ones),
     # the loss divided by the budget's tokens (24 x 8) rather than the tokens the step happens to hold.
     "screen": {"rollout_generator": "eager", "eager_allocation": "screen", "per_device_train_batch_size": 32,
@@ -146,13 +149,14 @@ def test_weights_move(run):
 def carrying(inputs, output) -> torch.Tensor:
     """The rows a dropping trainer keeps: used, with a non-zero advantage."""
     used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
-    return used & (output["advantages"] != 0)
+    nonzero = output["advantages"] != 0
+    return used & (nonzero if nonzero.dim() == 1 else nonzero.any(dim=1))
 
 
 def test_rows_per_step_constant(run):
     assert len(run.outputs) == 2
     drops = run.trainer.args.drops_unused_rows
-    assert drops == (run.generator in ("eager_init", "eager", "eager_verdicts", "screen"))
+    assert drops == (run.generator in ("eager_init", "eager", "eager_verdicts", "eager_segments", "screen"))
     rows = run.trainer.args.per_device_train_batch_size
     for inputs, output, loss_batch in run.outputs:
         assert len(inputs) == output["completion_ids"].shape[0] == output["advantages"].shape[0] == rows
@@ -254,6 +258,31 @@ def test_label_aware_moves_rows_to_unsolved_prompts(run):
         assert sum(used_by["no"]) > 4  # never solved: it took rows of solved prompts
         assert len(call["prompts"]) == 16
     assert all(log["eager/rows_reallocated"] > 0 for log in run.logs)
+
+
+def test_segment_credit_counts_every_token_once(run):
+    """Per-token advantages w_t (Q_t - b) from the step's trees; a child's inherited prefix carries no loss."""
+    if run.generator != "eager_segments":
+        pytest.skip("segment credit only")
+    from trainers.tree_credit import token_credit
+
+    trainer, children = run.trainer, 0
+    inputs, output, _ = run.outputs[-1]  # the last step's trees are the trainer's last rollout
+    trees, rows = trainer.eager_last_rollout.trees, trainer.eager_row_sequences
+    assert output["advantages"].dim() == 2
+    mask = output["completion_mask"] * output["tool_mask"]
+    rewards = {(k, s): r for (k, s), r in ((row, r) for row, r in zip(rows, run.recorder.calls[-1]["rewards"]) if row)}
+    for r, row in enumerate(rows):
+        if row is None:
+            assert not mask[r].any()
+            continue
+        seq = trees[row[0]].sequences[row[1]]
+        assert not mask[r, : seq.n_inherited].any() and mask[r, seq.n_inherited: len(seq.tokens)].all()
+        children += seq.parent is not None
+        weights, _ = token_credit(trees[row[0]], {s: v for (k, s), v in rewards.items() if k == row[0]})[row[1]]
+        own = output["advantages"][r, : len(seq.tokens)]
+        assert ((own != 0) <= torch.tensor([w > 0 for w in weights])).all()
+    assert children > 0, "expected forks to credit"
 
 
 def test_screen_spends_its_pool_on_prompts_with_a_signal(run):
