@@ -14,7 +14,7 @@ import torch
 from datasets import Dataset
 
 from tests.trainers.conftest import make_args, release
-from tests.trainers.helpers import Recorder, label_grade, label_of, label_reward, rows
+from tests.trainers.helpers import Recorder, label_grade, label_of, rows
 
 pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
 
@@ -391,17 +391,3 @@ def test_step_seconds_are_logged(run):
         assert log["eager/time_generation_s"] > 0 and log["eager/time_scoring_s"] >= 0
     assert sum(log["eager/time_generation_s"] + log["eager/time_scoring_s"] for log in run.logs) < walls[-1]
 
-
-def test_max_train_seconds_stops_training_after_the_step_that_passes_it(tiny_model, tmp_path):
-    """A limit every step passes stops after the first step; the step's seconds are logged."""
-    from trainers import EagerGRPOTrainer
-
-    args = make_args(tmp_path, max_steps=3, max_train_seconds=1e-9)
-    trainer = EagerGRPOTrainer(model=str(tiny_model), reward_funcs=label_reward, args=args,
-                               train_dataset=Dataset.from_list(rows(8)))
-    try:
-        trainer.train()
-        assert trainer.state.global_step == 1
-        assert "eager/train_wall_s" in [h for h in trainer.state.log_history if "loss" in h][-1]
-    finally:
-        release(trainer)

@@ -54,7 +54,8 @@ def _tree(k: int, prompt: list[int], completions: list[list[int]], aborted: int 
 def test_rows_carry_their_own_prompt_columns_and_masks():
     trees = [_tree(0, [10, 11], [[1, 2]], aborted=1), _tree(1, [20], [[3], [4, 5], [6], [7], [8]])]
     result = RolloutResult("eager", trees)
-    trainer = SimpleNamespace(accelerator=SimpleNamespace(process_index=1), eager_pad_completion=[0])
+    trainer = SimpleNamespace(accelerator=SimpleNamespace(process_index=1), eager_pad_completion=[0],
+                              args=SimpleNamespace(eager_credit="rows"))
     sources = [{"prompt": "p0", "answer": "a0", "other": 0}, {"prompt": "p1", "answer": "a1", "other": 1}]
     out = _rows(result, sources, [[10, 11], [20]], 4, trainer)
     assert out["eager_used"] == [1, 1, 0, 0, 1, 1, 1, 1]
