@@ -48,6 +48,9 @@ GENERATORS = {  # name -> (prompts handed per step, in units of P; EagerGRPOConf
     "screen": (2, dict(SCREEN, eager_oversample=2.0)),
     "screen_fill4": (2, dict(SCREEN, eager_oversample=2.0, eager_fill_size=4)),
     "screen_f3": (3, dict(SCREEN, eager_oversample=3.0)),
+    "screen_r3": (2, dict(SCREEN, eager_oversample=2.0, eager_screen_roots=3)),
+    "screen_probe": (2, dict(SCREEN, eager_oversample=2.0, eager_probe_roots=2)),
+    "screen_f3_probe": (3, dict(SCREEN, eager_oversample=3.0, eager_probe_roots=2)),
 }
 
 
@@ -65,6 +68,7 @@ def trainer_for(model: str, fields: dict, prompts_per_step: int, out: str):
     data = Dataset.from_list([{"prompt": "1+1=", "answer": "2"}])  # never sampled: batches are handed in
     trainer = EagerGRPOTrainer(model=model, reward_funcs=[boxed_accuracy], train_dataset=data, args=args)
     trainer.current_gradient_accumulation_steps = 1
+    trainer.model.train()  # a training step (TRL reads the mode for its group size and metrics)
     return trainer
 
 
@@ -97,11 +101,27 @@ def release(trainer) -> None:
 
 
 def reference_gradient(model: str, problems: list, samples: int, out: str):
+    """The reference, cached on disk by model, prompts and samples (it costs minutes and never changes)."""
+    import hashlib
+
+    import torch
+
+    from recipes.tiny_model import cache_root
+
+    weights = Path(model) / "model.safetensors"
+    key = hashlib.sha256(repr((weights.stat().st_mtime_ns if weights.exists() else model, [p.prompt for p in problems],
+                               samples)).encode()).hexdigest()[:16]
+    path = cache_root() / "gradient_reference" / f"{key}.pt"
+    if path.exists():
+        return torch.load(path)
     trainer = trainer_for(model, dict(rollout_generator="parallel", num_generations=samples), len(problems), out)
     try:
-        return step_gradient(trainer, problems, 0)["grad"]
+        grad = step_gradient(trainer, problems, 0)["grad"]
     finally:
         release(trainer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(grad, path)
+    return grad
 
 
 def run_generator(name: str, model: str, batches: list[list], reference, p: int, out: str) -> list[dict]:

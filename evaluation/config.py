@@ -31,6 +31,7 @@ DERIVED = {
     "pass_roots": "none: a setting of online runs (training)",
     "allocation": "none: eager-eval runs the paper's passes (the screen allocation is online, for training)",
     "screen_roots": "none: see allocation",
+    "screen_forks": "none: see allocation",
     "fill_size": "none: see allocation",
     "probe_roots": "none: see allocation",
     "oversample": "none: see allocation",

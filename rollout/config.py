@@ -169,6 +169,12 @@ class EagerConfig:
     screen_roots: int = field(
         default=2, metadata={"help": "allocation=screen: independent roots every prompt starts with (its screening)."}
     )
+    screen_forks: int = field(
+        default=0,
+        metadata={"help": "allocation=screen: forks a prompt's screening may add where the entropy is high (above "
+                  "entropy_threshold), so uncertain prompts are screened wider; the group is then a tree (use the "
+                  "trainer's eager_credit=segments)."},
+    )
     fill_size: int = field(
         default=0, metadata={"help": "allocation=screen: sequences a mixed prompt is filled to (0: max_sequences)."}
     )
@@ -242,8 +248,11 @@ def _problems(c: EagerConfig) -> list[tuple[str, str]]:
          "0 (max_sequences) or up to max_sequences."),
         ("probe_roots", c.probe_roots >= 0, "must be >= 0."),
         ("oversample", math.isfinite(c.oversample) and c.oversample >= 1, "must be >= 1 (1: no oversampling)."),
-        ("oversample", c.allocation != "screen" or c.max_sequences / c.oversample >= c.screen_roots,
-         "the pool must screen every prompt: max_sequences / oversample >= screen_roots."),
+        ("screen_forks", c.screen_forks >= 0 and (c.allocation != "screen" or
+                                                  c.screen_roots + c.screen_forks <= c.max_sequences),
+         "must be >= 0, with screen_roots + screen_forks <= max_sequences."),
+        ("oversample", c.allocation != "screen" or c.max_sequences / c.oversample >= c.screen_roots + c.screen_forks,
+         "the pool must screen every prompt: max_sequences / oversample >= screen_roots + screen_forks."),
         ("oversample", c.oversample == 1 or c.allocation == "screen",
          "only the screen allocation spends a pool smaller than every prompt's budget; set allocation='screen'."),
     ]

@@ -3,8 +3,9 @@
 A GRPO group teaches only if it holds a right and a wrong answer. This schedule finds such
 prompts cheaply and gives them the budget, in one call (label-aware, online):
 
-    screen ── every prompt starts `screen_roots` independent roots at once (one engine pass).
-      │
+    screen ── every prompt starts `screen_roots` independent roots at once (one engine pass); with
+      │        `screen_forks`, its sequences may also fork where the entropy is high, up to that many
+      │        more (an uncertain prompt gets more screening, a confident one stays at its roots).
       ▼ its verdicts say what the prompt is:
     easy ──── all screening answers right: it stops; its rows stay unused (no signal in them).
     mixed ─── a right and a wrong answer: a learning signal. It is filled with new roots up to
@@ -40,6 +41,7 @@ class ScreenSchedule:
         self.limits = [t.budget for t in trees]  # M per prompt (0 for a prompt that could not be generated)
         self.total = int(sum(self.limits) / config.oversample)
         self.fill_size = config.fill_size or config.max_sequences
+        self.screen_size = config.screen_roots + config.screen_forks
         self.deadline = pass_start_deadline(config.pass_start_limit, config.max_new_tokens)
         self.used, self.live, self.pending = [0] * n, [0] * n, [0] * n
         self.verdicts = [[0, 0] for _ in range(n)]  # [right, wrong]
@@ -58,29 +60,34 @@ class ScreenSchedule:
         self.pending[i] += 1
 
     def verdict(self, i: int, verdict: bool | float | None) -> bool:
-        """Apply a verdict and move the prompt on. True when it stopped branching (here: it is decided)."""
+        """Apply a verdict. A right and a wrong answer make the prompt mixed at once; a screening that agrees is
+        decided when the prompt goes idle (`tick`: its forks may still be running). True when it stopped forking."""
         self.pending[i] -= 1
         right, wrong = self.verdicts[i]
         right, wrong = (right + 1, wrong) if is_right(verdict) else (right, wrong + 1)
         self.verdicts[i] = [right, wrong]
-        before = self.state[i]
-        if before in (SCREENING, HARD) and right and wrong:
+        if self.state[i] in (SCREENING, HARD) and right and wrong:
             self.state[i], self.want[i] = FILL, max(0, self.fill_size - self.used[i])
             self.trees[i].solved = True
-        elif before == SCREENING and right + wrong >= min(self.cfg.screen_roots, self.used[i]):
-            if wrong == 0:
-                self.state[i] = EASY
-                self.trees[i].solved = True
-            else:
-                self.state[i], self.want[i] = HARD, self.cfg.probe_roots
-        return before != self.state[i] and self.state[i] != HARD
+            return True
+        return False
+
+    def _decide_screening(self, i: int) -> None:
+        """Every screening answer of an idle prompt agrees: all right is easy (it stops), all wrong is hard."""
+        right, wrong = self.verdicts[i]
+        if wrong == 0:
+            self.state[i] = EASY
+            self.trees[i].solved = True
+        else:
+            self.state[i], self.want[i] = HARD, self.cfg.probe_roots
 
     def sequence_finished(self, i: int) -> None:
         """Without a verifier there is nothing to decide on (the screen allocation is label-aware)."""
 
     # --- what the step loop asks -----------------------------------------------------------------------------
     def may_fork(self, i: int) -> bool:
-        return False  # roots only: every sequence an independent sample
+        """Forks only while screening, within the prompt's own screening budget (screen_roots + screen_forks)."""
+        return self.state[i] == SCREENING and self.used[i] < min(self.limits[i], self.screen_size)
 
     def take_slot(self, i: int) -> None:
         self.used[i] += 1
@@ -106,6 +113,9 @@ class ScreenSchedule:
 
     def tick(self, step: int, runner: Runner) -> bool:
         """Start the roots the pool can give, in batch order; close prompts that are done. True if a root started."""
+        for i in self._idle():
+            if self.state[i] == SCREENING:
+                self._decide_screening(i)
         started = 0
         if step <= self.deadline:
             free, screening = self.total - sum(self.used), False

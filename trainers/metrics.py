@@ -9,6 +9,8 @@ They are computed the same way for every generator (parallel included), so runs 
     frac_solved                    prompts with a correct row (total reward >= 1.0, i.e. a verified answer)
     frac_with_signal               prompts whose rewards differ (a non-zero group-relative advantage)
     rows_reallocated               rows a prompt holds beyond its own num_generations
+    engine_steps                   the step's rollout critical path in engine steps (parallel: its longest
+                                   completion), on the slowest process (the trainer adds it)
 The trainer adds the step's seconds (`trainers.trainer`): time_generation_s (all of TRL's
 `_generate_and_score_completions` but the rewards: weight sync, rollouts, and TRL's log-prob
 pass over every row for its importance-sampling correction), time_scoring_s (reward functions)

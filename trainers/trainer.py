@@ -141,6 +141,7 @@ class EagerGRPOTrainer(GRPOTrainer):
         rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         metrics = step_metrics(rewards, groups, used, group_size, stats[0].item(), stats[1].item())
+        metrics["eager/engine_steps"] = stats[2].item()
         if mode == "train":
             self._eager_tokens_total += stats[0].item()
         for name, value in metrics.items():
@@ -200,20 +201,23 @@ class EagerGRPOTrainer(GRPOTrainer):
             shapes = torch.tensor([[len(ids), ids[-1] not in ends] for ids in completion_ids_list], device=device)
             self._eager_shapes = self.accelerator.gather(shapes)  # (N, 2) length, truncated
             result = self.eager_last_rollout
-            stats = torch.tensor([result.tokens_generated, result.n_branches], dtype=torch.float32, device=device)
+            stats = torch.tensor([result.tokens_generated, result.n_branches, result.engine_steps],
+                                 dtype=torch.float32, device=device)
         else:  # TRL's layout: G consecutive rows per prompt, all used
             g = self.num_generations if self.model.training else self.num_generations_eval
             groups = self.accelerator.process_index * (n // g) + torch.arange(n, device=device) // g
             used = torch.ones(n, dtype=torch.long, device=device)
             baselines = torch.full((n,), 0.5, device=device)
             tokens = float(sum(len(ids) for ids in completion_ids_list))
-            stats = torch.tensor([tokens, 0.0], device=device)
+            # vLLM takes one engine step per token of the longest completion: the critical path
+            stats = torch.tensor([tokens, 0.0, float(max(map(len, completion_ids_list)))], device=device)
         start = time.perf_counter()
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._eager_score_s += time.perf_counter() - start
         groups, used = self.accelerator.gather(groups), self.accelerator.gather(used).bool()
         baselines = self.accelerator.gather(baselines)
-        stats = self.accelerator.gather(stats).view(-1, 2).sum(dim=0)
+        stats = self.accelerator.gather(stats).view(-1, 3)
+        stats = torch.cat([stats[:, :2].sum(dim=0), stats[:, 2:].max(dim=0).values])  # sums; the slowest process
         rewards_per_func[~used] = torch.nan  # an unused row has no reward and no place in a baseline
         self._eager_rows = (rewards_per_func.clone(), groups, used, stats, baselines)
         if self.args.is_eager:

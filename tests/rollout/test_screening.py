@@ -154,3 +154,17 @@ def test_screen_needs_online_label_aware_eager_and_a_pool_that_screens_everyone(
         EagerConfig(method="eager", online=True, oversample=2.0)  # the passes allocation spends whole budgets
     with pytest.raises(ValueError, match="fill_size"):
         cfg(fill_size=7)
+
+
+def test_screening_forks_where_the_entropy_is_high_within_its_own_budget():
+    """One root and up to one fork: the near-flat first token forks every root once; fills are roots."""
+    r = generate(ScriptedEngine(script()), prompts(6), cfg(screen_roots=1, screen_forks=1), verifier=even_first)
+    for t in r.trees:
+        screening = t.sequences[:2]
+        assert screening[0].parent is None and screening[1].parent == 0 and screening[1].n_inherited == 0
+        assert all(s.parent is None for s in t.sequences[2:])  # fills are independent roots
+        assert t.n_sequences in (2, 6)
+    mixed = [t for t in r.trees if {s.score for s in t.sequences[:2]} == {0.0, 1.0}]
+    assert all(t.n_sequences == 6 for t in mixed) and mixed
+    with pytest.raises(ValueError, match="screen_forks"):
+        cfg(screen_roots=4, screen_forks=3)

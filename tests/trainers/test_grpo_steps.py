@@ -230,7 +230,7 @@ def test_completions_carry_policy_logprobs(run):
 def test_eager_metrics_every_step(run):
     keys = ["rollout_tokens", "rollout_tokens_cumulative", "rows_used_frac", "sequences_per_prompt_mean",
             "sequences_per_prompt_min", "sequences_per_prompt_max", "branches_per_prompt", "frac_solved",
-            "frac_with_signal", "rows_reallocated"]
+            "frac_with_signal", "rows_reallocated", "engine_steps"]
     assert len(run.logs) == 2
     for log in run.logs:
         assert all(f"eager/{key}" in log for key in keys), sorted(log)
