@@ -51,6 +51,11 @@ GENERATORS = {  # name -> (prompts handed per step, in units of P; EagerGRPOConf
     "screen_r3": (2, dict(SCREEN, eager_oversample=2.0, eager_screen_roots=3)),
     "screen_probe": (2, dict(SCREEN, eager_oversample=2.0, eager_probe_roots=2)),
     "screen_f3_probe": (3, dict(SCREEN, eager_oversample=3.0, eager_probe_roots=2)),
+    # Screening by entropy: one root, forks where it is uncertain; segment credit for the trees.
+    "screen_forks": (3, dict(SCREEN, eager_oversample=3.0, eager_screen_roots=1, eager_screen_forks=2,
+                             eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments")),
+    "screen_forks_f4": (4, dict(SCREEN, eager_oversample=4.0, eager_screen_roots=1, eager_screen_forks=1,
+                                eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments")),
 }
 
 
