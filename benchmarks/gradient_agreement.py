@@ -8,13 +8,12 @@ reference, its norm, the step's seconds (generation, scoring, loss forward and b
 prompts with a learning signal and the rows the loss kept. It separates too little signal (a low
 cosine from noise) from a wrong direction, in minutes, and shows which allocation to train with.
 
-Generators (recipe: `recipes/cpu_default.yaml`, P prompts x G rows a step):
-  parallel         TRL's own sampling, P x G
-  parallel_half    P*2 prompts x G/2 (the alternative a user would try first)
-  eager_passes     the paper's online passes (the recipe's eager before the screen allocation)
-  screen           allocation=screen: 2P prompts handed, a pool of P x G sequences, screen 2, fill to G
-  screen_fill4     the same, mixed prompts filled to 4
-  screen_f3        3P prompts handed, the same pool
+Generators (`GENERATORS`; recipe: `recipes/cpu_default.yaml`, every step trains on its P x G rows):
+  parallel         TRL's own sampling, P prompts x G
+  parallel_half    2P prompts x G/2 (the alternative a user would try first)
+  eager_passes     the paper's online passes (EAGer's training allocation before the screen allocation)
+  screen*          allocation=screen: f x P prompts handed (eager_oversample), a pool of P x G sequences,
+                   screening, fills and probes as named
 
 Prints, per generator, mean cosine (with its standard error over batches), mean seconds, mean norm;
 last: `eager_cosine_per_second_ratio=` (the headline generator's mean cosine per mean second over
@@ -40,26 +39,26 @@ cpu_engine_env()
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu_default.yaml"
 NOT_TRAINING_ARGS = ("model_name_or_path", "dtype", "dataset_name", "reward_funcs")
 MIXES = {"default": (4, 5, 6), "mixed": (1, 2, 3, 4, 5, 6, 7, 8)}
-SCREEN = dict(rollout_generator="eager", eager_allocation="screen", eager_pass_start_limit=2.0)
-GENERATORS = {  # name -> (prompts handed per step, in units of P; EagerGRPOConfig fields over the recipe's)
-    "parallel": (1, dict(rollout_generator="parallel")),
-    "parallel_half": (2, dict(rollout_generator="parallel", num_generations=4)),
-    "eager_passes": (1, dict(rollout_generator="eager")),
-    "screen": (2, dict(SCREEN, eager_oversample=2.0)),
-    "screen_fill4": (2, dict(SCREEN, eager_oversample=2.0, eager_fill_size=4)),
-    "screen_f3": (3, dict(SCREEN, eager_oversample=3.0)),
-    "screen_r3": (2, dict(SCREEN, eager_oversample=2.0, eager_screen_roots=3)),
-    "screen_probe": (2, dict(SCREEN, eager_oversample=2.0, eager_probe_roots=2)),
-    "screen_f3_probe": (3, dict(SCREEN, eager_oversample=3.0, eager_probe_roots=2)),
+SCREEN = dict(rollout_generator="eager", eager_allocation="screen")
+GENERATORS = {  # name -> EagerGRPOConfig fields over the recipe's; every step trains on the recipe's rows (P x G)
+    "parallel": dict(rollout_generator="parallel"),
+    "parallel_half": dict(rollout_generator="parallel", num_generations=4),
+    "eager_passes": dict(rollout_generator="eager", eager_allocation="passes"),
+    "screen": dict(SCREEN, eager_oversample=2.0),
+    "screen_fill4": dict(SCREEN, eager_oversample=2.0, eager_fill_size=4),
+    "screen_f3": dict(SCREEN, eager_oversample=3.0),
+    "screen_r3": dict(SCREEN, eager_oversample=2.0, eager_screen_roots=3),
+    "screen_probe": dict(SCREEN, eager_oversample=2.0, eager_probe_roots=2),
+    "screen_f3_probe": dict(SCREEN, eager_oversample=3.0, eager_probe_roots=2),
     # Screening by entropy: one root, forks where it is uncertain; segment credit for the trees.
-    "screen_forks": (3, dict(SCREEN, eager_oversample=3.0, eager_screen_roots=1, eager_screen_forks=2,
-                             eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments")),
-    "screen_forks_f4": (4, dict(SCREEN, eager_oversample=4.0, eager_screen_roots=1, eager_screen_forks=1,
-                                eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments")),
+    "screen_forks": dict(SCREEN, eager_oversample=2.0, eager_screen_roots=1, eager_screen_forks=2,
+                         eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments"),
+    "screen_forks_f4": dict(SCREEN, eager_oversample=4.0, eager_screen_roots=1, eager_screen_forks=1,
+                            eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments"),
 }
 
 
-def trainer_for(model: str, fields: dict, prompts_per_step: int, out: str):
+def trainer_for(model: str, fields: dict, out: str, prompts: int | None = None):
     import yaml
     from datasets import Dataset
 
@@ -67,8 +66,9 @@ def trainer_for(model: str, fields: dict, prompts_per_step: int, out: str):
     from trainers import EagerGRPOConfig, EagerGRPOTrainer
 
     recipe = {k: v for k, v in yaml.safe_load(RECIPE.read_text()).items() if k not in NOT_TRAINING_ARGS}
-    g = fields.get("num_generations", recipe["num_generations"])
-    recipe.update(output_dir=out, report_to="none", per_device_train_batch_size=prompts_per_step * g, **fields)
+    if prompts is not None:  # the reference: `prompts` prompts x num_generations rows
+        recipe["per_device_train_batch_size"] = prompts * fields["num_generations"]
+    recipe.update(output_dir=out, report_to="none", **fields)
     args = EagerGRPOConfig(**recipe)
     data = Dataset.from_list([{"prompt": "1+1=", "answer": "2"}])  # never sampled: batches are handed in
     trainer = EagerGRPOTrainer(model=model, reward_funcs=[boxed_accuracy], train_dataset=data, args=args)
@@ -119,7 +119,7 @@ def reference_gradient(model: str, problems: list, samples: int, out: str):
     path = cache_root() / "gradient_reference" / f"{key}.pt"
     if path.exists():
         return torch.load(path)
-    trainer = trainer_for(model, dict(rollout_generator="parallel", num_generations=samples), len(problems), out)
+    trainer = trainer_for(model, dict(rollout_generator="parallel", num_generations=samples), out, len(problems))
     try:
         grad = step_gradient(trainer, problems, 0)["grad"]
     finally:
@@ -129,16 +129,16 @@ def reference_gradient(model: str, problems: list, samples: int, out: str):
     return grad
 
 
-def run_generator(name: str, model: str, batches: list[list], reference, p: int, out: str) -> list[dict]:
+def run_generator(name: str, model: str, batches: list[list], reference, out: str) -> list[dict]:
     import torch
 
-    units, fields = GENERATORS[name]
-    trainer = trainer_for(model, fields, units * p, out)
+    trainer = trainer_for(model, GENERATORS[name], out)
+    handed = trainer.args.per_device_train_batch_size // trainer.num_generations  # prompts a step sees
     try:
-        step_gradient(trainer, batches[0][: units * p], 10_000)  # warm-up: engine, caches; not counted
+        step_gradient(trainer, batches[0][:handed], 10_000)  # warm-up: engine, caches; not counted
         steps = []
         for b, batch in enumerate(batches):
-            s = step_gradient(trainer, batch[: units * p], b + 1)
+            s = step_gradient(trainer, batch[:handed], b + 1)
             s["cosine"] = float(torch.nn.functional.cosine_similarity(s["grad"], reference, dim=0))
             s["norm"] = float(s.pop("grad").norm())
             steps.append(s)
@@ -161,7 +161,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=None, help="checkpoint (default: the recipe's arithmetic model)")
     ap.add_argument("--mix", default="mixed", choices=list(MIXES), help="digit counts of the prompts")
     ap.add_argument("--batches", type=int, default=8)
-    ap.add_argument("--prompts", type=int, default=8, help="P, prompts a step trains on")
     ap.add_argument("--ref_prompts", type=int, default=48)
     ap.add_argument("--ref_samples", type=int, default=32)
     ap.add_argument("--generators", nargs="+", default=["parallel", "parallel_half", "screen", "screen_fill4"],
@@ -174,9 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     from recipes.arithmetic.task import make_problems
 
     model = opts.model or str(ensure_model())
-    pool = make_problems(opts.ref_prompts + opts.batches * 3 * opts.prompts, 1000 + opts.seed, MIXES[opts.mix])
+    most = 4 * 8  # prompts the widest generator sees in a step (oversample 4 of the recipe's 8)
+    pool = make_problems(opts.ref_prompts + opts.batches * most, 1000 + opts.seed, MIXES[opts.mix])
     ref_problems, rest = pool[: opts.ref_prompts], pool[opts.ref_prompts:]
-    batches = [rest[b * 3 * opts.prompts:(b + 1) * 3 * opts.prompts] for b in range(opts.batches)]
+    batches = [rest[b * most:(b + 1) * most] for b in range(opts.batches)]
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         reference = reference_gradient(model, ref_problems, opts.ref_samples, out)
@@ -184,13 +184,13 @@ def main(argv: list[str] | None = None) -> None:
               f"norm {float(reference.norm()):.4g}", flush=True)
         results = {}
         for name in opts.generators:
-            results[name] = summary(run_generator(name, model, batches, reference, opts.prompts, out))
+            results[name] = summary(run_generator(name, model, batches, reference, out))
             r = results[name]
             print(f"{name}: cosine={r['cosine']:.3f}+-{r['cosine_se']:.3f} seconds={r['seconds']:.2f} "
                   f"(generation {r['generation_s']:.2f}, loss {r['loss_s']:.2f}) norm={r['norm']:.4g} "
                   f"signal={r['signal']:.3f} loss_rows={r['rows']:.1f} tokens={r['tokens']:.0f} snr={r['snr']:.3f}",
                   flush=True)
-    print(f"model={model} mix={opts.mix} batches={opts.batches} prompts={opts.prompts}")
+    print(f"model={model} mix={opts.mix} batches={opts.batches}")
     if "parallel" in results and opts.headline in results:
         par, head = results["parallel"], results[opts.headline]
         print(f"eager_snr_per_second_ratio={(head['snr'] / head['seconds']) / (par['snr'] / par['seconds']):.3f}")

@@ -59,9 +59,6 @@ def training_args(name: str, fields: dict, seed: int, out: str, steps: int, seco
     from trainers import EagerGRPOConfig
 
     recipe = {k: v for k, v in yaml.safe_load(RECIPE.read_text()).items() if k not in NOT_TRAINING_ARGS}
-    if fields.get("rollout_generator", recipe["rollout_generator"]) == "eager":  # hand f x the prompts
-        recipe["per_device_train_batch_size"] = int(recipe["per_device_train_batch_size"] *
-                                                    recipe.get("eager_oversample", 1.0))
     recipe.update(max_steps=steps, output_dir=out, report_to="none", seed=seed, save_strategy="no",
                   max_train_seconds=seconds, **fields)
     return EagerGRPOConfig(**recipe)

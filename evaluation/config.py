@@ -32,6 +32,7 @@ DERIVED = {
     "allocation": "none: eager-eval runs the paper's passes (the screen allocation is online, for training)",
     "screen_roots": "none: see allocation",
     "screen_forks": "none: see allocation",
+    "fill_start_limit": "none: see allocation",
     "fill_size": "none: see allocation",
     "probe_roots": "none: see allocation",
     "oversample": "none: see allocation",

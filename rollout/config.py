@@ -25,6 +25,8 @@ ALLOCATIONS = ("passes", "screen")
 # The paper's test-time settings (M = 32, the paper's top2 fork, theta 2.5 for label-aware EAGer) and
 # the seed repository's seed: eager-eval's defaults, where training keeps EagerConfig's own.
 TEST_TIME_DEFAULTS: dict[str, Any] = {"max_sequences": 32, "entropy_threshold": 2.5, "fork_mode": "top2", "seed": 55}
+# The trainer's: label-aware EAGer spends a step's sequences where the gradient is (rollout.screening).
+TRAINING_DEFAULTS: dict[str, Any] = {"allocation": "screen"}
 
 
 class SettingError(ValueError):
@@ -158,13 +160,19 @@ class EagerConfig:
     allocation: str = field(
         default="passes",
         metadata={
-            "help": "eager, online: how a call spends its sequences (rollout.schedule). passes: the paper's extra "
+            "help": "Label-aware eager: how a call spends its sequences (rollout.schedule); other methods ignore it. "
+            "passes (test time; online in training): the paper's extra "
             "passes for unsolved prompts, with the stop rule. screen (training): every prompt starts screen_roots "
             "roots; a prompt whose screening answers are all right stops (too easy), a mixed one is filled to "
             "fill_size sequences, an all-wrong one gets probe_roots more; slots go to prompts in batch order, never "
             "by which finished first (rollout.screening).",
             "choices": ALLOCATIONS,
         },
+    )
+    fill_start_limit: float = field(
+        default=1.5,
+        metadata={"help": "allocation=screen: fills and probes start only up to engine step fill_start_limit x "
+                  "max_new_tokens of the call, so a step's generation stays within (1 + this) passes."},
     )
     screen_roots: int = field(
         default=2, metadata={"help": "allocation=screen: independent roots every prompt starts with (its screening)."}
@@ -240,8 +248,10 @@ def _problems(c: EagerConfig) -> list[tuple[str, str]]:
          "a prompt needs at least one correct answer to count as solved."),
         ("solved_min_incorrect", c.solved_min_incorrect >= 0, "must be >= 0."),
         ("signal_easy_k", c.signal_easy_k >= 1, "a prompt needs at least one right answer to count as too easy."),
-        ("allocation", c.allocation != "screen" or (c.method == "eager" and c.online),
-         "screen is label-aware and runs in one call: it needs method='eager' with online=True (training)."),
+        ("allocation", c.allocation != "screen" or c.method != "eager" or c.online,
+         "screen runs in one call: label-aware eager needs online=True with it (training), or allocation='passes'."),
+        ("fill_start_limit", math.isfinite(c.fill_start_limit) and c.fill_start_limit >= 0,
+         "must be >= 0 (a fraction of max_new_tokens)."),
         ("screen_roots", c.screen_roots >= 1 and (c.allocation != "screen" or c.screen_roots <= c.max_sequences),
          "between 1 and max_sequences."),
         ("fill_size", c.fill_size >= 0 and (c.allocation != "screen" or c.fill_size <= c.max_sequences),
@@ -253,8 +263,8 @@ def _problems(c: EagerConfig) -> list[tuple[str, str]]:
          "must be >= 0, with screen_roots + screen_forks <= max_sequences."),
         ("oversample", c.allocation != "screen" or c.max_sequences / c.oversample >= c.screen_roots + c.screen_forks,
          "the pool must screen every prompt: max_sequences / oversample >= screen_roots + screen_forks."),
-        ("oversample", c.oversample == 1 or c.allocation == "screen",
-         "only the screen allocation spends a pool smaller than every prompt's budget; set allocation='screen'."),
+        ("oversample", c.oversample == 1 or (c.allocation == "screen" and c.method == "eager"),
+         "only label-aware eager's screen allocation spends a pool smaller than every prompt's budget."),
     ]
     return out + [(name, why) for name, ok, why in checks if not ok]
 
@@ -280,8 +290,8 @@ def surface_fields(
     return out
 
 
-def non_default(config: EagerConfig, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The settings of `config` that differ from EagerConfig's defaults, in field order."""
-    base = EagerConfig()
+def non_default(config: EagerConfig, skip: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> dict:
+    """The settings of `config` that differ from their defaults (EagerConfig's, or a surface's), in field order."""
+    base = {f.name: getattr(EagerConfig(), f.name) for f in fields(config)} | (defaults or {})
     return {f.name: getattr(config, f.name) for f in fields(config)
-            if f.name not in skip and getattr(config, f.name) != getattr(base, f.name)}
+            if f.name not in skip and getattr(config, f.name) != base[f.name]}

@@ -332,7 +332,7 @@ def make_schedule(trees: list[PromptTree], config: EagerConfig, ledger: Ledger |
                   first_roots: int = 1, retry_method: str | None = None, label_aware: bool = False,
                   capacity: int | None = None) -> Schedule:
     """The schedule of one call: the screen allocation, or the paper's passes over `ledger`."""
-    if config.allocation == "screen":
+    if config.allocation == "screen" and config.method == "eager":
         from rollout.screening import ScreenSchedule
 
         return ScreenSchedule(trees, config, capacity=capacity)

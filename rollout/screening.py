@@ -18,9 +18,9 @@ hands f times the prompts a step trains on, and EAGer spends at most the step's 
 Slots go to prompts in batch order, never to whichever finished first: a prompt may start
 its fill only when the pool covers it after a reservation for every earlier prompt still
 screening (the fill it would need if it turns out mixed). So the final groups are a function
-of the verdicts alone, and short answers are not favoured. New roots start only up to the
-deadline (`pass_start_limit` x `max_new_tokens` engine steps; screen with 1.0 or more, since
-fills follow a whole screening pass) and only with room in the engine.
+of the verdicts alone, and short answers are not favoured. Fills and probes start only up to
+`fill_start_limit` x `max_new_tokens` engine steps (they follow a whole screening pass, so a
+step's generation lasts at most 1 + fill_start_limit passes) and only with room in the engine.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class ScreenSchedule:
         self.total = int(sum(self.limits) / config.oversample)
         self.fill_size = config.fill_size or config.max_sequences
         self.screen_size = config.screen_roots + config.screen_forks
-        self.deadline = pass_start_deadline(config.pass_start_limit, config.max_new_tokens)
+        self.deadline = pass_start_deadline(config.fill_start_limit, config.max_new_tokens)
         self.used, self.live, self.pending = [0] * n, [0] * n, [0] * n
         self.verdicts = [[0, 0] for _ in range(n)]  # [right, wrong]
         self.state = [SCREENING] * n

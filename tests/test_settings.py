@@ -10,7 +10,7 @@ from typing import get_type_hints
 import pytest
 
 from evaluation import config as eval_config
-from rollout.config import TEST_TIME_DEFAULTS, EagerConfig, SettingError
+from rollout.config import TEST_TIME_DEFAULTS, TRAINING_DEFAULTS, EagerConfig, SettingError
 from trainers import config as trainer_config
 
 ROLLOUT = {f.name: f for f in dataclasses.fields(EagerConfig)}
@@ -23,7 +23,8 @@ def _default(f: dataclasses.Field):
 @pytest.mark.parametrize("surface", ["trainer", "eager-eval"])
 def test_every_rollout_setting_is_reachable_or_derived_by_name(surface):
     if surface == "trainer":
-        cls, prefix, derived, defaults = trainer_config.EagerGRPOConfig, "eager_", trainer_config.DERIVED, {}
+        cls, prefix, derived, defaults = trainer_config.EagerGRPOConfig, "eager_", trainer_config.DERIVED, \
+            TRAINING_DEFAULTS
     else:
         cls, prefix, derived, defaults = eval_config.EvalConfig, "", eval_config.DERIVED, TEST_TIME_DEFAULTS
     fields = {f.name: f for f in dataclasses.fields(cls)}

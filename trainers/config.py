@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, make_dataclass
 
 from trl import GRPOConfig
 
-from rollout.config import EagerConfig, SettingError, non_default, surface_fields
+from rollout.config import TRAINING_DEFAULTS, EagerConfig, SettingError, non_default, surface_fields
 from trainers.weight_sync import cpu_build
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ MASK_SAFE_LOSSES = ("dapo", "bnpo", "cispo", "vespo", "dr_grpo")
 # grpo, sapo and luspo average per-row losses over rows: unused rows would count in that mean.
 ROW_FREE_LOSSES = ("dapo", "bnpo", "cispo", "vespo")  # normalised by tokens: rows can leave the batch (not dr_grpo)
 
-EagerRolloutFields = make_dataclass("EagerRolloutFields", surface_fields(PREFIX, skip=tuple(DERIVED)))
+EagerRolloutFields = make_dataclass("EagerRolloutFields",
+                                    surface_fields(PREFIX, skip=tuple(DERIVED), defaults=TRAINING_DEFAULTS))
 EagerRolloutFields.__module__ = __name__
 ROLLOUT_FIELDS = tuple(name for name, _, _ in surface_fields(PREFIX, skip=tuple(DERIVED)))
 
@@ -132,6 +133,12 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
                   "dr_grpo's constant, so a step that carries little signal moves them less.",
                   "choices": NORMALIZERS},
     )
+    eager_rows_per_step: int | None = field(
+        default=None,
+        metadata={"help": "Set by the trainer with eager_oversample: the rows a step trains on per process (the "
+                  "per_device_train_batch_size you gave); per_device_train_batch_size becomes that times "
+                  "eager_oversample, the rows TRL hands the rollout. Leave unset."},
+    )
     max_train_seconds: float | None = field(
         default=None,
         metadata={"help": "Stop once this many training seconds have passed (generation, scoring and optimisation "
@@ -149,6 +156,7 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
     )
 
     def __post_init__(self) -> None:
+        self._hand_more_prompts()
         super().__post_init__()
         if self.rollout_generator not in GENERATORS:
             raise ValueError(f"rollout_generator={self.rollout_generator!r}: choose one of {GENERATORS}.")
@@ -172,6 +180,15 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             self._check_batch()
             self._check_eager_fields()
             self.rollout_settings()  # rollout's own checks, with the trainer's field names
+
+    def _hand_more_prompts(self) -> None:
+        """eager_oversample f: TRL hands f times the rows a step trains on (f x the prompts); the rollout spends at
+        most the rows (`eager_rows_per_step`). Idempotent: a config rebuilt from its own fields is not scaled twice."""
+        if self.rollout_generator != "eager" or self.eager_oversample == 1:
+            return
+        if self.eager_rows_per_step is None:
+            self.eager_rows_per_step = self.per_device_train_batch_size
+        self.per_device_train_batch_size = round(self.eager_rows_per_step * self.eager_oversample)
 
     @property
     def is_eager(self) -> bool:
@@ -206,7 +223,7 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
         """The generator and every setting that differs from its default (W&B group and run names)."""
         tag = f"{self.rollout_generator}-G{self.num_generations}-T{self.temperature:g}"
         if self.is_eager:
-            changed = non_default(self.rollout_settings(), skip=tuple(DERIVED))
+            changed = non_default(self.rollout_settings(), skip=tuple(DERIVED), defaults=TRAINING_DEFAULTS)
             if self.eager_max_sequences is not None:
                 changed["max_sequences"] = self.eager_max_sequences
             for name in ("eager_think_end_token", "eager_baseline", "eager_credit", "eager_drop_unused_rows",

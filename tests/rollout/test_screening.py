@@ -40,7 +40,7 @@ def even_first(i: int, ids: list[int]) -> bool:
 
 def cfg(**kw) -> EagerConfig:
     base = dict(method="eager", online=True, allocation="screen", max_sequences=6, screen_roots=2, temperature=1.0,
-                max_new_tokens=40, pass_start_limit=2.0, entropy_threshold=0.1, seed=3)
+                max_new_tokens=40, fill_start_limit=2.0, entropy_threshold=0.1, seed=3)
     return EagerConfig(**{**base, **kw})
 
 
@@ -147,7 +147,8 @@ def test_the_schedule_reserves_fills_for_earlier_prompts_still_screening():
 
 def test_screen_needs_online_label_aware_eager_and_a_pool_that_screens_everyone():
     with pytest.raises(ValueError, match="allocation"):
-        EagerConfig(method="eager_init", allocation="screen")
+        EagerConfig(method="eager", allocation="screen")  # test-time eager: two phases, not one call
+    assert EagerConfig(method="eager_init", allocation="screen").allocation == "screen"  # ignored by other methods
     with pytest.raises(ValueError, match="oversample"):
         cfg(oversample=4.0)  # 6 / 4 < 2 screening roots
     with pytest.raises(ValueError, match="oversample"):

@@ -187,3 +187,20 @@ def test_rows_kept_match_the_busiest_process():
     # A process with 3 used rows when another uses 5 keeps its first 2 unused rows too (they carry no loss).
     assert rows_to_keep(used, 5).tolist() == [True, True, True, True, False, True]
     assert rows_to_keep(used, 6).all()
+
+
+def test_oversample_hands_more_prompts_and_keeps_the_rows_a_step_trains_on(tmp_path):
+    import dataclasses
+
+    from trainers import EagerGRPOConfig
+
+    args = make_args(tmp_path, rollout_generator="eager", eager_allocation="screen", eager_oversample=2.0,
+                     per_device_train_batch_size=16)
+    assert (args.per_device_train_batch_size, args.eager_rows_per_step) == (32, 16)  # 8 prompts handed, 16 rows
+    assert args.rollout_settings().oversample == 2.0
+    computed = ("generation_batch_size", "steps_per_generation")  # TRL refuses both set; it derives them
+    again = EagerGRPOConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(args)
+                               if f.init and f.name not in computed})
+    assert again.per_device_train_batch_size == 32  # rebuilt from its own fields: not scaled twice
+    parallel = make_args(tmp_path, rollout_generator="parallel", per_device_train_batch_size=16, eager_oversample=2.0)
+    assert parallel.per_device_train_batch_size == 16  # the switch keeps the recipe's rows

@@ -27,17 +27,17 @@ GENERATORS = {
     # 4.0: no fork on a first pass; unsolved prompts retry at lower thresholds and then fork. The random
     # model's sequences all run to the 8-token cap, so verdicts only arrive after a full pass: a pass start
     # limit of 8 passes lets several retries run one after another (the default 0.5 would allow none).
-    "eager": {"eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0},
+    "eager": {"eager_allocation": "passes", "eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0},
     # The same, with each row's baseline from the verdicts known when it started (not the group mean).
-    "eager_verdicts": {"rollout_generator": "eager", "eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0,
-                       "eager_baseline": "verdicts"},
+    "eager_verdicts": {"rollout_generator": "eager", "eager_allocation": "passes", "eager_entropy_threshold": 4.0,
+                       "eager_pass_start_limit": 8.0, "eager_baseline": "verdicts"},
     # Forks with segment credit: per-token advantages, inherited tokens out of the loss.
-    "eager_segments": {"rollout_generator": "eager", "eager_entropy_threshold": 2.9, "eager_baseline": "verdicts",
-                       "eager_credit": "segments"},
-    # The training allocation: 8 prompts handed, a pool of 24 sequences (16 screen them, 8 fill mixed ones),
-    # the loss divided by the budget's tokens (24 x 8) rather than the tokens the step happens to hold.
-    "screen": {"rollout_generator": "eager", "eager_allocation": "screen", "per_device_train_batch_size": 32,
-               "eager_oversample": 4 / 3, "eager_pass_start_limit": 3.0, "eager_loss_normalizer": "budget"},
+    "eager_segments": {"rollout_generator": "eager", "eager_allocation": "passes", "eager_entropy_threshold": 2.9,
+                       "eager_baseline": "verdicts", "eager_credit": "segments"},
+    # The training allocation: 24 rows a step, 4/3 x that handed (8 prompts), a pool of 24 sequences (16 screen
+    # them, 8 fill mixed ones), the loss divided by the budget's tokens (24 x 8), not the tokens the step holds.
+    "screen": {"rollout_generator": "eager", "eager_allocation": "screen", "per_device_train_batch_size": 24,
+               "eager_oversample": 4 / 3, "eager_fill_start_limit": 3.0, "eager_loss_normalizer": "budget"},
 }
 
 
