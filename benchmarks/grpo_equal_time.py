@@ -118,7 +118,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mixes", nargs="+", default=list(MIXES), choices=list(MIXES))
     ap.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=list(GENERATORS))
     ap.add_argument("--out", default="outputs/equal_time")
+    ap.add_argument("--eager", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="EagerGRPOConfig fields for the eager run over the recipe's (e.g. eager_oversample=3)")
     opts = ap.parse_args(argv)
+    import yaml
+
+    GENERATORS["eager"] = {**GENERATORS["eager"], **{k: yaml.safe_load(v) for k, v in
+                                                      (item.split("=", 1) for item in opts.eager)}}
     if opts.generators[0] != "parallel":
         ap.error("--generators must start with parallel: it sets the seconds every other run gets.")
 

@@ -14,13 +14,14 @@ class SaveAt(TrainerCallback):
 
     def __init__(self, trainer: Any, out: Path, marks: list[float] | None = None, every: int = 0) -> None:
         self.trainer, self.out, self.marks, self.every = trainer, out, list(marks or []), every
+        self.by_time = marks is not None
         self.saved: list[tuple[int, Path]] = []
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         due = False
-        if self.marks:
+        if self.by_time:
             elapsed = time.perf_counter() - self.trainer.eager_t0
-            while self.marks and elapsed >= self.marks[0]:
+            while self.marks and elapsed >= self.marks[0]:  # one save, however many marks it passed
                 self.marks.pop(0)
                 due = True
         elif self.every and state.global_step % self.every == 0:

@@ -20,9 +20,11 @@ def score(runs: dict[str, list[dict]], model: str, mix: str, digits: tuple, opts
             for run in rs:
                 by_step = {h["step"]: h["eager/train_wall_s"] for h in run["logs"]}
                 run["curve"] = [(0.0, before.mean, before.stderr)]
+                run["per_problem"] = [(0.0, before.per_problem)]  # for paired differences
                 for step, path in run["saved"]:
                     acc = scorer.score(path)
                     run["curve"].append((by_step[step], acc.mean, acc.stderr))
+                    run["per_problem"].append((by_step[step], acc.per_problem))
                 run["split"] = split(run["logs"])
                 print(f"[{mix}] {name} seed={run['seed']}: " + ", ".join(
                     f"{a:.3f}+-{e:.3f}@{t:.0f}s" for t, a, e in run["curve"]), flush=True)
@@ -58,3 +60,12 @@ def first_reaching(curve: list[tuple[float, float]], target: float) -> float | N
         if a1 >= target > a0 or (a0 >= target and x0 == curve[0][0]):
             return x0 if a0 >= target else x0 + (target - a0) / (a1 - a0) * (x1 - x0)
     return None
+
+
+def per_problem_at(points: list[tuple[float, tuple[float, ...]]], t: float) -> list[float]:
+    """Each problem's accuracy at `t` seconds, linearly interpolated between saved models (past the end: the end)."""
+    for (t0, a0), (t1, a1) in zip(points, points[1:]):
+        if t0 <= t <= t1:
+            w = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
+            return [x + w * (y - x) for x, y in zip(a0, a1)]
+    return list(points[-1][1])
