@@ -45,6 +45,10 @@ GENERATORS = {  # name -> EagerGRPOConfig fields over the recipe's; every step t
     "parallel_half": dict(rollout_generator="parallel", num_generations=4),
     "eager_passes": dict(rollout_generator="eager", eager_allocation="passes"),
     "screen": dict(SCREEN, eager_oversample=2.0),
+    # Screen wide and keep what disagrees: no fills, one pass; flat groups leave the loss batch.
+    "wide_r8": dict(SCREEN, eager_oversample=1.0, eager_screen_roots=8),
+    "wide_r4": dict(SCREEN, eager_oversample=2.0, eager_screen_roots=4),
+    "wide_r2": dict(SCREEN, eager_oversample=4.0, eager_screen_roots=2),
     "screen_fill4": dict(SCREEN, eager_oversample=2.0, eager_fill_size=4),
     "screen_f3": dict(SCREEN, eager_oversample=3.0),
     "screen_r3": dict(SCREEN, eager_oversample=2.0, eager_screen_roots=3),

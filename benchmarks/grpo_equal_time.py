@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -41,10 +39,9 @@ from recipes.engine_env import cpu_engine_env
 
 cpu_engine_env()
 
-from benchmarks.equal_time import curves, plot, report  # noqa: E402  (after the engine's environment is set)
+from benchmarks.equal_time import Task, curves, plot, report, run_task  # noqa: E402  (after the engine's env)
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu_default.yaml"
-NOT_TRAINING_ARGS = ("model_name_or_path", "dtype", "dataset_name", "reward_funcs")
 MIXES = {"default": (4, 5, 6), "mixed": (1, 2, 3, 4, 5, 6, 7, 8)}
 GENERATORS = {
     "parallel": dict(rollout_generator="parallel"),
@@ -53,58 +50,15 @@ GENERATORS = {
 }
 
 
-def training_args(name: str, fields: dict, seed: int, out: str, steps: int, seconds: float | None):
-    import yaml
+def arithmetic_task(mix: str, model: str, heldout: int) -> Task:
+    from recipes.arithmetic.evaluate import max_completion_tokens
+    from recipes.arithmetic.task import TRAIN_SEED, heldout_problems, is_correct, make_problems, to_record
 
-    from trainers import EagerGRPOConfig
-
-    recipe = {k: v for k, v in yaml.safe_load(RECIPE.read_text()).items() if k not in NOT_TRAINING_ARGS}
-    recipe.update(max_steps=steps, output_dir=out, report_to="none", seed=seed, save_strategy="no",
-                  max_train_seconds=seconds, **fields)
-    return EagerGRPOConfig(**recipe)
-
-
-def train(name: str, model: str, dataset, seed: int, out: Path, steps: int, marks: list[float] | None,
-          every: int, seconds: float | None) -> tuple[list[dict], list[tuple[int, Path]]]:
-    """One run; its per-step logs and (step, model directory) of every save."""
-    from benchmarks.equal_time import SaveAt
-    from benchmarks.grpo_run import train_and_log
-    from rewards import boxed_accuracy
-    from trainers import EagerGRPOTrainer
-
-    trainer = EagerGRPOTrainer(model=model, reward_funcs=[boxed_accuracy], train_dataset=dataset,
-                               args=training_args(name, GENERATORS[name], seed, str(out), steps, seconds))
-    saver = SaveAt(trainer, out, marks=marks, every=every)
-    trainer.add_callback(saver)
-    logs = train_and_log(trainer, save_to=out / "final")
-    if not saver.saved or saver.saved[-1][0] != logs[-1]["step"]:
-        saver.saved.append((logs[-1]["step"], out / "final"))
-    return logs, saver.saved
-
-
-def run_mix(mix: str, opts: argparse.Namespace, model: str, out: Path) -> dict:
-    """Every generator and seed on one mix: their logs and checkpoints, then the scores on one engine."""
-    from datasets import Dataset
-
-    from recipes.arithmetic.task import TRAIN_SEED, make_problems, to_record
-
-    dataset = Dataset.from_list([to_record(p) for p in make_problems(4000, TRAIN_SEED, MIXES[mix])])
-    runs: dict[str, list[dict]] = {g: [] for g in opts.generators}
-    for seed in opts.seeds:
-        marks = None
-        for name in opts.generators:
-            parallel = name == "parallel"
-            logs, saved = train(name, model, dataset.shuffle(seed=seed), seed, out / mix / f"{name}-{seed}",
-                                opts.steps if parallel else opts.steps * 6, marks, opts.eval_every,
-                                None if parallel else runs["parallel"][-1]["train_s"])
-            run = dict(seed=seed, logs=logs, saved=saved, train_s=logs[-1]["eager/train_wall_s"])
-            runs[name].append(run)
-            if parallel:
-                by_step = {h["step"]: h["eager/train_wall_s"] for h in logs}
-                marks = [by_step[step] for step, _ in saved[:-1]]
-            print(f"[{mix}] {name} seed={seed}: {len(logs)} steps, {run['train_s']:.1f} s", flush=True)
-    curves.score(runs, model, mix, MIXES[mix], opts)
-    return runs
+    digits = MIXES[mix]
+    problems = heldout_problems(heldout, digits)
+    return Task(mix, RECIPE, model, [to_record(p) for p in make_problems(4000, TRAIN_SEED, digits)],
+                [p.prompt for p in problems], [p.answer for p in problems], is_correct,
+                max_completion_tokens(max(digits)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,9 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(opts.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
+    generators = {name: GENERATORS[name] for name in opts.generators}
     with tempfile.TemporaryDirectory() as tmp:
         for mix in opts.mixes:
-            results[mix] = run_mix(mix, opts, model, Path(tmp))
+            task = arithmetic_task(mix, model, opts.heldout)
+            results[mix] = run_task(task, generators, opts.seeds, opts.steps, opts.eval_every, Path(tmp))
+            curves.score(results[mix], task, opts.samples)
     summary = report.summarise(results, opts)
     (out_dir / "equal_time.json").write_text(json.dumps({"summary": summary, "runs": {
         mix: {g: [{k: v for k, v in r.items() if k not in ("logs", "saved")} for r in rs] for g, rs in runs.items()}

@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 
-def score(runs: dict[str, list[dict]], model: str, mix: str, digits: tuple, opts: Any) -> None:
-    """Adds `curve` [(seconds, accuracy, stderr)] and `split` (the time split and per-step means) to every run."""
-    from recipes.arithmetic.evaluate import max_completion_tokens
-    from recipes.arithmetic.task import heldout_problems, is_correct
+def score(runs: dict[str, list[dict]], task: Any, samples: int) -> None:
+    """Adds `curve` [(seconds, accuracy, stderr)], `per_problem` and `split` (the time split and per-step means) to
+    every run: every saved model scored on one engine, the same problems and seeds for all."""
     from recipes.heldout import CheckpointScorer
 
-    problems = heldout_problems(opts.heldout, digits)
-    scorer = CheckpointScorer(model, [p.prompt for p in problems], [p.answer for p in problems], is_correct,
-                              max_tokens=max_completion_tokens(max(digits)), samples=opts.samples, seed=0)
+    mix = task.name
+    scorer = CheckpointScorer(task.model, task.prompts, task.golds, task.is_correct, max_tokens=task.max_tokens,
+                              samples=samples, seed=0, max_model_len=task.max_model_len)
     try:
         before = scorer.score()
         for name, rs in runs.items():

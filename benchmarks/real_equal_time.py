@@ -1,0 +1,112 @@
+"""GRPO on a real subword model at equal training seconds, and why EAGer's earlier allocation harmed it.
+
+The model: SmolLM2-135M-Instruct fine-tuned on the word problems of `benchmarks.wordmath` (held-out
+accuracy about 0.24 at T=1; `python -m benchmarks.wordmath.model` builds and caches it). The recipe:
+`benchmarks/wordmath/grpo.yaml` (4 prompts x 8 rows a step, lr 2e-5, dapo).
+
+Default (`--mode equal_seconds`): per seed, parallel trains `--steps` steps and sets the seconds;
+eager (the recipe's: the screen allocation) trains for those seconds; every saved model is scored on
+`--heldout` problems x `--samples` samples on one engine. Prints both curves, the time split and
+`real_equal_time_delta=` (eager's final accuracy minus parallel's, mean over seeds) with its
+`real_standard_error=`.
+
+`--mode isolate`: the earlier result (eager's 8 steps took held-out accuracy from 0.240 to 0.135
+while parallel's stayed at 0.235) comes from the estimator, the normaliser, or noise. The runs, all
+`--steps` steps from the same model and seed: `eager_passes` (the earlier allocation: the paper's
+online passes, the solved rule, group baseline), `parallel_small` (TRL's sampling with as many
+rows a step as eager_passes used: 4 prompts x 4), and `parallel` (the recipe's 32 rows). If a step of
+few rows harms the model whoever chooses them, the cause is noise at this learning rate.
+
+    python -m benchmarks.real_equal_time [--seeds 0 1] [--steps 6] [--heldout 400]
+    python -m benchmarks.real_equal_time --mode isolate --seeds 0 --steps 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from recipes.engine_env import cpu_engine_env
+
+cpu_engine_env(kv_cache_gib=2)
+
+from benchmarks.equal_time import Task, curves, run_task  # noqa: E402  (after the engine's environment is set)
+from benchmarks.equal_time.report import paired  # noqa: E402
+
+RECIPE = Path(__file__).resolve().parent / "wordmath" / "grpo.yaml"
+GENERATORS = {
+    "parallel": dict(rollout_generator="parallel"),
+    "eager": dict(rollout_generator="eager"),
+    "eager_passes": dict(rollout_generator="eager", eager_allocation="passes", eager_oversample=1.0,
+                         eager_entropy_threshold=1.5),
+    "parallel_small": dict(rollout_generator="parallel", num_generations=4, per_device_train_batch_size=16),
+}
+MODES = {"equal_seconds": ("parallel", "eager"), "isolate": ("parallel", "eager_passes", "parallel_small")}
+
+
+def wordmath_task(model: Path, heldout: int) -> Task:
+    from transformers import AutoTokenizer
+
+    from benchmarks.wordmath.model import MAX_NEW_TOKENS
+    from benchmarks.wordmath.task import TRAIN_SEED, heldout_problems, is_correct, make_problems, render_prompt
+    from benchmarks.wordmath.task import to_record
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    problems = heldout_problems(heldout)
+    return Task("wordmath", RECIPE, str(model), [to_record(tokenizer, p) for p in make_problems(2000, TRAIN_SEED)],
+                [render_prompt(tokenizer, p) for p in problems], [p.answer for p in problems], is_correct,
+                MAX_NEW_TOKENS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", default="equal_seconds", choices=list(MODES))
+    ap.add_argument("--model", default=None, help="model directory (default: the cached fine-tuned SmolLM2)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--steps", type=int, default=6, help="parallel's steps (equal_seconds) or every run's (isolate)")
+    ap.add_argument("--eval_every", type=int, default=2)
+    ap.add_argument("--heldout", type=int, default=400)
+    ap.add_argument("--samples", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("outputs/real_equal_time"))
+    opts = ap.parse_args(argv)
+
+    from benchmarks.wordmath.model import ensure_model
+
+    model = Path(opts.model) if opts.model else ensure_model()
+    task = wordmath_task(model, opts.heldout)
+    generators = {name: GENERATORS[name] for name in MODES[opts.mode]}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = run_task(task, generators, opts.seeds, opts.steps, opts.eval_every, Path(tmp),
+                        equal_seconds=opts.mode == "equal_seconds")
+        curves.score(runs, task, opts.samples)
+    for name, rs in runs.items():
+        for r in rs:
+            s = r["split"]
+            print(f"{name} seed={r['seed']}: steps={s['steps']} train_s={s['train_s']:.1f} (generation "
+                  f"{s['generation_s']:.1f}, scoring {s['scoring_s']:.1f}, optimisation {s['optimisation_s']:.1f}) "
+                  f"tokens={s['tokens']:.0f} engine_steps/step={s['engine_steps']:.1f} signal={s['signal']:.3f} "
+                  f"rows_used={s['rows_used']:.3f} accuracy {r['curve'][0][1]:.3f} -> {r['curve'][-1][1]:.3f} "
+                  f"+- {r['curve'][-1][2]:.3f}", flush=True)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    (opts.out / f"{opts.mode}.json").write_text(json.dumps({name: [
+        {k: v for k, v in r.items() if k not in ("logs", "saved")} for r in rs] for name, rs in runs.items()},
+        default=str))
+    baseline = runs["parallel"]
+    for name in list(generators)[1:]:
+        diffs = [paired(r, p, r["train_s"], p["train_s"]) for r, p in zip(runs[name], baseline)]
+        se = (sum(e * e for _, e in diffs) ** 0.5) / len(diffs)
+        if len(diffs) > 2:
+            se = max(se, statistics.stdev(d for d, _ in diffs) / len(diffs) ** 0.5)
+        label = "real_equal_time_delta" if name == "eager" else f"{name}_minus_parallel"
+        print(f"{label}={statistics.mean(d for d, _ in diffs):+.4f}")
+        if name == "eager":
+            print(f"real_standard_error={se:.4f}")
+        else:
+            print(f"{name}_standard_error={se:.4f}")
+
+
+if __name__ == "__main__":
+    main()
