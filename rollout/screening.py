@@ -41,7 +41,7 @@ class ScreenSchedule:
         self.limits = [t.budget for t in trees]  # M per prompt (0 for a prompt that could not be generated)
         self.total = int(sum(self.limits) / config.oversample)
         self.fill_size = config.fill_size or config.max_sequences
-        self.screen_size = config.screen_roots + config.screen_forks
+        self.screen_size = config.screen_size
         self.deadline = pass_start_deadline(config.fill_start_limit, config.max_new_tokens)
         self.used, self.live, self.pending = [0] * n, [0] * n, [0] * n
         self.verdicts = [[0, 0] for _ in range(n)]  # [right, wrong]
@@ -108,7 +108,7 @@ class ScreenSchedule:
         self.done = {t.prompt_index for t in self.trees} - set(active)
         for i in active:
             runner.set_threshold(i, self.trees[i].threshold)
-            for _ in range(min(self.cfg.screen_roots, self.limits[i])):
+            for _ in range(min(self.cfg.screen_roots, self.limits[i])):  # at most its budget M
                 self._start(i, runner)
 
     def tick(self, step: int, runner: Runner) -> bool:

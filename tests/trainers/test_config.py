@@ -194,7 +194,7 @@ def test_oversample_hands_more_prompts_and_keeps_the_rows_a_step_trains_on(tmp_p
 
     from trainers import EagerGRPOConfig
 
-    args = make_args(tmp_path, rollout_generator="eager", eager_allocation="screen", eager_oversample=2.0,
+    args = make_args(tmp_path, rollout_generator="eager", eager_allocation="screen", eager_oversample=2.0, eager_screen_roots=2,
                      per_device_train_batch_size=16)
     assert (args.per_device_train_batch_size, args.eager_rows_per_step) == (32, 16)  # 8 prompts handed, 16 rows
     assert args.rollout_settings().oversample == 2.0

@@ -36,7 +36,8 @@ GENERATORS = {
                        "eager_baseline": "verdicts", "eager_credit": "segments"},
     # The training allocation: 24 rows a step, 4/3 x that handed (8 prompts), a pool of 24 sequences (16 screen
     # them, 8 fill mixed ones), the loss divided by the budget's tokens (24 x 8), not the tokens the step holds.
-    "screen": {"rollout_generator": "eager", "eager_allocation": "screen", "per_device_train_batch_size": 24,
+    "screen": {"rollout_generator": "eager", "eager_allocation": "screen", "eager_screen_roots": 2,
+               "per_device_train_batch_size": 24,
                "eager_oversample": 4 / 3, "eager_fill_start_limit": 3.0, "eager_loss_normalizer": "budget"},
 }
 
