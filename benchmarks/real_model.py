@@ -12,7 +12,7 @@ word problems of `benchmarks.wordmath` until its sampled accuracy is mid-band
 2. Test-time trade-off on `--n` held-out problems at M = 8: parallel, eager_init and
    label-aware eager (the paper's two phases and `top2` forks), one engine, same seed.
    Pass@k, Cons@k, PassRate, tokens and sequences per prompt, wall seconds.
-3. GRPO (`benchmarks/wordmath/grpo.yaml`): parallel and label-aware eager (online, the
+3. GRPO (`benchmarks/wordmath/grpo.yaml`): parallel and label-aware eager (the recipe's allocation, the
    calibrated threshold), `--grpo_steps` steps each from the same model and seed; held-out
    accuracy (one T = 1 sample per problem, in a fresh process) before and after, rollout
    tokens, training seconds (`eager/train_wall_s`) with their split, signal per step.

@@ -12,7 +12,7 @@
 Each run's own output (TRL's, vLLM's, W&B's) goes to `<output_dir>/<generator>.log`; the console
 shows one line per step.
 
-    eager-demo [--max_steps 40] [--heldout 400] [--output_dir outputs/demo]
+    eager-demo [--max_steps 30] [--heldout 400] [--output_dir outputs/demo]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ RECIPES = Path(__file__).resolve().parent
 @dataclass
 class DemoConfig:
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where runs, logs, table and plot go."})
-    max_steps: int = field(default=40, metadata={"help": "GRPO steps of the first generator (the seconds it sets)."})
+    max_steps: int = field(default=30, metadata={"help": "GRPO steps of the first generator (the seconds it sets)."})
     save_steps: int = field(default=10, metadata={"help": "Checkpoint (and held-out evaluation) every this many."})
     generators: list[str] = field(default_factory=lambda: ["parallel", "eager"], metadata={"help": "Runs to compare."})
     heldout: int = field(default=400, metadata={"help": "Held-out problems per accuracy measurement."})
