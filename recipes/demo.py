@@ -80,16 +80,33 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def grpo_args(cfg: DemoConfig, generator: str, model: Path, data: Path, group: str, steps: int) -> list[str]:
+    """`recipes.grpo`'s command line for one run of the recipe with `generator`."""
+    return ["--config", cfg.recipe, "--disable_tqdm", "true", "--model_name_or_path", str(model),
+            "--dataset_name", str(data), "--rollout_generator", generator,
+            "--output_dir", str(Path(cfg.output_dir) / generator), "--max_steps", str(steps),
+            "--save_strategy", "steps", "--save_steps", str(cfg.save_steps), "--seed", str(cfg.seed),
+            "--run_name", f"{group}-{generator}"]
+
+
+def check_runs(cfg: DemoConfig, model: Path, data: Path) -> None:
+    """Every generator's settings, checked before the first run starts (a bad one fails now, not after it)."""
+    from recipes.grpo import parse_args
+
+    for generator in cfg.generators:
+        try:
+            parse_args(grpo_args(cfg, generator, model, data, "check", cfg.max_steps))
+        except ValueError as err:
+            raise SystemExit(f"eager-demo: --generators {generator} with {cfg.recipe}: {err}") from None
+
+
 def train(cfg: DemoConfig, generator: str, model: Path, data: Path, group: str,
           seconds: float | None = None) -> tuple[Path, float]:
     """One GRPO run of the recipe with `generator` (for `seconds` of training if given); its directory and wall."""
     out = Path(cfg.output_dir) / generator
     steps = cfg.max_steps if seconds is None else cfg.max_steps * 5  # the seconds stop it first
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", cfg.accelerate_config,
-           "-m", "recipes.grpo", "--config", cfg.recipe, "--disable_tqdm", "true",
-           "--model_name_or_path", str(model), "--dataset_name", str(data), "--rollout_generator", generator,
-           "--output_dir", str(out), "--max_steps", str(steps), "--save_strategy", "steps",
-           "--save_steps", str(cfg.save_steps), "--seed", str(cfg.seed), "--run_name", f"{group}-{generator}"]
+           "-m", "recipes.grpo", *grpo_args(cfg, generator, model, data, group, steps)]
     if seconds is not None:
         cmd += ["--max_train_seconds", f"{seconds:.3f}"]
     env = _env(WANDB_PROJECT=cfg.wandb_project, WANDB_RUN_GROUP=group, WANDB_DIR=str(Path(cfg.output_dir).resolve()))
@@ -215,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, train_file, _ = prepare(cfg)
+    check_runs(cfg, model, train_file)
     scoring_log = out_dir / "scoring.log"  # the scoring engine's own output
     with output_to(scoring_log):
         scorer = heldout_scorer(model, cfg)

@@ -88,9 +88,13 @@ def _prompt(row: dict, script_args: GRPOScriptArguments) -> Any:
     return [{"role": "system", "content": script_args.system_prompt}, {"role": "user", "content": text}]
 
 
+def parse_args(argv: list[str] | None = None) -> tuple[GRPOScriptArguments, EagerGRPOConfig, ModelConfig]:
+    """The command line (and its `--config` YAML), every setting checked."""
+    return TrlParser((GRPOScriptArguments, EagerGRPOConfig, ModelConfig)).parse_args_and_config(args=argv)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = TrlParser((GRPOScriptArguments, EagerGRPOConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    script_args, training_args, model_args = parse_args(argv)
     if "wandb" in (training_args.report_to or []) and not os.environ.get("WANDB_API_KEY"):
         os.environ.setdefault("WANDB_MODE", "offline")  # no key here: log locally, sync later with `wandb sync`
     if training_args.model_init_kwargs is None and model_args.dtype is not None:

@@ -259,6 +259,9 @@ def _problems(c: EagerConfig) -> list[tuple[str, str]]:
         ("signal_easy_k", c.signal_easy_k >= 1, "a prompt needs at least one right answer to count as too easy."),
         ("allocation", c.allocation != "screen" or c.method != "eager" or c.online,
          "screen runs in one call: label-aware eager needs online=True with it (training), or allocation='passes'."),
+        ("on_solved", c.allocation != "screen" or c.method != "eager" or c.on_solved == "finish",
+         "allocation=screen decides groups from verdicts; cutting running screening sequences would keep whichever "
+         "finished first. Use on_solved='finish', or allocation='passes'."),
         ("fill_start_limit", math.isfinite(c.fill_start_limit) and c.fill_start_limit >= 0,
          "must be >= 0 (a fraction of max_new_tokens)."),
         ("screen_roots", c.screen_roots >= 1, "at least 1 (a prompt screens min(screen_roots, max_sequences))."),

@@ -16,8 +16,9 @@ prompts cheaply and gives them the budget, in one call (label-aware, online):
 The pool holds `max_sequences x prompts / oversample` sequences: with oversample f the trainer
 hands f times the prompts a step trains on, and EAGer spends at most the step's rows on them.
 Slots go to prompts in batch order, never to whichever finished first: a prompt may start
-its fill only when the pool covers it after a reservation for every earlier prompt still
-screening (the fill it would need if it turns out mixed). So the final groups are a function
+its fill only when the pool covers it after a reservation for every prompt still screening
+(the forks it may still take, and for an earlier prompt the fill it would need if it turns out
+mixed). So the final groups are a function
 of the verdicts alone, and short answers are not favoured. Fills and probes start only up to
 `fill_start_limit` x `max_new_tokens` engine steps (they follow a whole screening pass, so a
 step's generation lasts at most 1 + fill_start_limit passes) and only with room in the engine.
@@ -118,18 +119,19 @@ class ScreenSchedule:
                 self._decide_screening(i)
         started = 0
         if step <= self.deadline:
-            free, screening = self.total - sum(self.used), False
-            for i in range(len(self.trees)):
-                if i in self.done:
-                    continue
+            open_ = [i for i in range(len(self.trees)) if i not in self.done]
+            forks = {i: self._forks_left(i) for i in open_ if self.state[i] == SCREENING}
+            # Every prompt still screening keeps the forks it may take; an earlier one also what it may need
+            # if it turns out mixed.
+            free, screening = self.total - sum(self.used) - sum(forks.values()), bool(forks)
+            for i in open_:
                 if self.state[i] == SCREENING:
-                    screening = True
-                    free -= max(0, self.fill_size - self.used[i])  # what it may need if it turns out mixed
+                    free -= max(0, self.fill_size - self.used[i] - forks[i])
                 elif self.state[i] == FILL:
                     n = self._grant(i, free, runner)
                     free, started = free - n, started + n
-            for i in range(len(self.trees)) if not screening else ():  # probes last, once screening is decided
-                if i not in self.done and self.state[i] == HARD:
+            for i in open_ if not screening else ():  # probes last, once screening is decided
+                if self.state[i] == HARD:
                     n = self._grant(i, free, runner)
                     free, started = free - n, started + n
         for i in self._idle():
@@ -149,6 +151,10 @@ class ScreenSchedule:
             self._start(i, runner)
             n += 1
         return n
+
+    def _forks_left(self, i: int) -> int:
+        """Forks a screening prompt may still take (`may_fork`), which the pool keeps for it."""
+        return max(0, min(self.limits[i], self.screen_size) - self.used[i])
 
     def _start(self, i: int, runner: Runner) -> None:
         self.used[i] += 1

@@ -17,8 +17,10 @@ from transformers import TrainerCallback
 class TrainSecondsLimit(TrainerCallback):
     """Stops training after the step at which `args.max_train_seconds` have passed since the first step began.
 
-    Every process reaches the decision together (rank 0's clock, reduced), so no process waits in a
-    collective that another has left.
+    Every process reaches the decision together (the slowest process's clock: the maximum over
+    processes), so no process waits in a collective that another has left. The last step is saved
+    (unless save_strategy is "no"). The seconds count from this run's first step: a resumed run starts
+    its limit over.
     """
 
     def __init__(self, trainer: Any) -> None:
@@ -32,4 +34,5 @@ class TrainSecondsLimit(TrainerCallback):
         if self.trainer.accelerator.reduce(over, reduction="max").item() > 0:
             control.should_training_stop = True
             control.should_log = True  # the last step's seconds are in the logs
+            control.should_save = args.save_strategy != "no"  # stopping early loses no finished step
         return control

@@ -123,7 +123,8 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
         default=True,
         metadata={"help": "With eager_drop_unused_rows, rows whose advantage is 0 everywhere (a group whose rewards "
                   "are all equal, under the group baseline) leave the loss batch too: they add nothing to the loss "
-                  "(no KL term: beta=0, no entropy bonus), so the loss is the same and the step cheaper."},
+                  "(no KL term: beta=0, no entropy bonus, top_entropy_quantile=1), so the loss is the same and the "
+                  "step cheaper."},
     )
     eager_loss_normalizer: str = field(
         default="tokens",
@@ -164,8 +165,12 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             raise ValueError(f"eager_loss_normalizer={self.eager_loss_normalizer!r}: choose one of {NORMALIZERS}.")
         if self.eager_loss_normalizer == "budget" and self.loss_type not in ("dapo", "cispo", "vespo"):
             raise ValueError(f"eager_loss_normalizer='budget' with loss_type={self.loss_type!r}: the budget replaces "
-                             "the token count that dapo, cispo and vespo divide by; use one of those (or dr_grpo, "
-                             "whose own constant it is) or eager_loss_normalizer='tokens'.")
+                             "the token count that dapo, cispo and vespo divide by; use one of those, or "
+                             "eager_loss_normalizer='tokens'.")
+        if self.is_eager and self.eager_oversample > 1 and self.loss_type == "dr_grpo":
+            raise self._fail("eager_oversample", "dr_grpo divides by every row handed (f x the step's rows), so the "
+                             "loss would shrink by f; use loss_type='dapo' with eager_loss_normalizer='budget' (the same "
+                             "constant over the rows a step trains on).")
         if self.max_train_seconds is not None and not self.max_train_seconds > 0:
             raise ValueError(f"max_train_seconds={self.max_train_seconds!r}: give a positive number of seconds, or "
                              "None to stop at max_steps only.")
@@ -180,6 +185,9 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             self._check_batch()
             self._check_eager_fields()
             self.rollout_settings()  # rollout's own checks, with the trainer's field names
+            if self.eval_strategy != "no":  # what evaluation steps will run, checked now, not mid-training
+                g_eval = self.num_generations_eval or self.num_generations
+                self.rollout_settings(max_sequences=min(self.eager_budget, g_eval), oversample=1.0)
 
     def _hand_more_prompts(self) -> None:
         """eager_oversample f: TRL hands f times the rows a step trains on (f x the prompts); the rollout spends at
@@ -188,7 +196,13 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             return
         if self.eager_rows_per_step is None:
             self.eager_rows_per_step = self.per_device_train_batch_size
-        self.per_device_train_batch_size = round(self.eager_rows_per_step * self.eager_oversample)
+        handed = self.eager_rows_per_step * self.eager_oversample
+        if abs(handed - round(handed)) > 1e-6 or round(handed) % self.num_generations:
+            raise self._fail("eager_oversample", f"per_device_train_batch_size={self.eager_rows_per_step} x "
+                             f"eager_oversample={self.eager_oversample} = {handed:g} rows handed a step must be a whole "
+                             f"multiple of num_generations={self.num_generations} (whole prompt groups). Choose an "
+                             "oversample that makes it one.")
+        self.per_device_train_batch_size = round(handed)
 
     @property
     def is_eager(self) -> bool:

@@ -155,7 +155,10 @@ class EagerGRPOTrainer(GRPOTrainer):
         so nothing reads them). With the gradient on (the loss step), TRL's own, over the rows it is given."""
         rows = self.eager_logp_rows
         per_row = [v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.dim() > 0]
-        if rows is None or torch.is_grad_enabled() or per_row or len(rows) != input_ids.size(0) or bool(rows.all()):
+        # One process only: under ZeRO-3 or FSDP every forward gathers parameters, so processes must run the same
+        # number of forward chunks; and a step with no used row keeps TRL's pass (it cannot concatenate nothing).
+        if rows is None or torch.is_grad_enabled() or per_row or len(rows) != input_ids.size(0) or bool(rows.all()) \
+                or not bool(rows.any()) or self.accelerator.num_processes > 1:
             return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
                                                               *args, **kwargs)
         idx = rows.nonzero().flatten().to(input_ids.device)
@@ -172,8 +175,9 @@ class EagerGRPOTrainer(GRPOTrainer):
         return values[self.accelerator.process_index * n:][:n]
 
     def _budget_normalizer(self, n: int) -> torch.Tensor:
-        return budget_normalizer(n * self.accelerator.num_processes, self.args.eager_oversample,
-                                 self.args.max_completion_length, self.accelerator.device)
+        oversample = self.args.eager_oversample if self.args.eager_rows_per_step is not None else 1.0  # handed more?
+        return budget_normalizer(n * self.accelerator.num_processes, oversample, self.args.max_completion_length,
+                                 self.accelerator.device)
 
     def _shape_loss_batch(self, output: dict[str, Any], advantages: torch.Tensor, used: torch.Tensor,
                           n: int) -> dict[str, Any]:
@@ -182,8 +186,12 @@ class EagerGRPOTrainer(GRPOTrainer):
             output["num_items_in_batch"] = self._budget_normalizer(n)
         if not self.args.drops_unused_rows or not set(output) <= {*ROW_KEYS, *BATCH_KEYS}:
             return output
+        if self.args.eager_credit == "segments":  # a row whose reward equals its baseline may still carry tokens
+            advantages = self.accelerator.gather((output["advantages"] != 0).any(dim=1).float())
+        # Flat rows leave only where nothing but the advantage reads them: no KL term, no entropy bonus, and no
+        # entropy quantile (TRL takes it over the whole batch's tokens, flat rows' included).
         carrying = carrying_rows(advantages, used) if self.args.eager_drop_flat_rows and self.beta == 0.0 and \
-            not getattr(self, "_entropy_bonus_enabled", False) else used
+            not getattr(self, "_entropy_bonus_enabled", False) and self.top_entropy_quantile == 1.0 else used
         # Every process keeps as many rows as the busiest one (TRL's loss gathers per-row statistics), and at
         # least one: a step without signal still runs its (zero) loss.
         most = max(1, int(carrying.view(-1, n).sum(dim=1).max()))

@@ -84,3 +84,12 @@ def test_demo_curve_scores_every_checkpoint_and_the_final_model(tmp_path):
             return type("A", (), {"mean": {"checkpoint-2": 0.4}.get(path.name, 0.5)})
 
     assert demo.curve(Scorer(), tmp_path, 0.3) == [(0.0, 0.0, 0.3), (20.0, 4.0, 0.4), (30.0, 6.0, 0.5)]
+
+
+def test_demo_checks_every_generator_before_the_first_run(tmp_path):
+    """A generator the recipe cannot run fails before any training, with the generator and the field named."""
+    cfg = demo.DemoConfig(output_dir=str(tmp_path), generators=["parallel", "eager"])
+    demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")  # the recipe's own pair: fine
+    cfg.generators = ["parallel", "eager_init"]
+    with pytest.raises(SystemExit, match="--generators eager_init.*eager_oversample"):
+        demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")

@@ -104,20 +104,23 @@ def test_groups_depend_on_the_verdicts_not_on_which_prompt_finished_first():
     assert sum(sizes) == 24 or len(filled) == len(mixed)
 
 
+class Recorder:
+    """The step loop's side of the schedule, recording the roots it is asked to start."""
+
+    def __init__(self):
+        self.roots: list[int] = []
+
+    def start_root(self, prompt, retry):
+        self.roots.append(prompt)
+
+    def set_threshold(self, prompt, threshold):
+        pass
+
+    def closed(self, prompt):
+        pass
+
+
 def test_the_schedule_reserves_fills_for_earlier_prompts_still_screening():
-    class Recorder:
-        def __init__(self):
-            self.roots: list[int] = []
-
-        def start_root(self, prompt, retry):
-            self.roots.append(prompt)
-
-        def set_threshold(self, prompt, threshold):
-            pass
-
-        def closed(self, prompt):
-            pass
-
     c = cfg(max_sequences=4, oversample=2.0)  # 3 prompts x 4 / 2 = 6 slots: 6 screening, nothing to fill
     trees = [PromptTree(i, [1] * 3, 4, c.entropy_threshold) for i in range(3)]
     sched, runner = ScreenSchedule(trees, c), Recorder()
@@ -143,6 +146,28 @@ def test_the_schedule_reserves_fills_for_earlier_prompts_still_screening():
     sched.verdict(1, False), sched.verdict(1, False)  # prompt 1: hard (no probes)
     sched.tick(7, runner)
     assert runner.roots == [2, 2]  # now prompt 2 gets the two free slots
+
+
+def test_fills_leave_room_for_the_forks_of_later_prompts_still_screening():
+    """2 prompts x 8 / 2 = 8 slots. Prompt 0 is mixed after its 2 roots while prompt 1's roots still run and may
+    fork twice: prompt 0 is filled only to what leaves prompt 1 its forks, so the pool is never overspent."""
+    c = cfg(max_sequences=8, oversample=2.0, screen_roots=2, screen_forks=2, fill_size=8)
+    trees = [PromptTree(i, [1] * 3, 8, c.entropy_threshold) for i in range(2)]
+    sched, runner = ScreenSchedule(trees, c), Recorder()
+    sched.begin([0, 1], runner)
+    for i in (0, 1):
+        for _ in range(2):
+            sched.started(i)
+    for _ in range(2):
+        sched.ended(0)
+        sched.awaiting_verdict(0)
+    sched.verdict(0, True), sched.verdict(0, False)
+    runner.roots.clear()
+    sched.tick(5, runner)
+    assert runner.roots == [0, 0]
+    while sched.may_fork(1):
+        sched.take_slot(1)
+    assert sum(sched.used) == sched.total == 8
 
 
 def test_screen_needs_online_label_aware_eager_and_a_pool_that_screens_everyone():

@@ -204,3 +204,20 @@ def test_oversample_hands_more_prompts_and_keeps_the_rows_a_step_trains_on(tmp_p
     assert again.per_device_train_batch_size == 32  # rebuilt from its own fields: not scaled twice
     parallel = make_args(tmp_path, rollout_generator="parallel", per_device_train_batch_size=16, eager_oversample=2.0)
     assert parallel.per_device_train_batch_size == 16  # the switch keeps the recipe's rows
+
+
+def test_oversample_must_hand_whole_groups_and_a_loss_that_sees_every_row_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="eager_oversample=1.4.*whole multiple of num_generations=4"):
+        make_args(tmp_path, rollout_generator="eager", eager_oversample=1.4, per_device_train_batch_size=16)
+    with pytest.raises(ValueError, match="eager_oversample=2.0.*dr_grpo divides by every row handed"):
+        make_args(tmp_path, rollout_generator="eager", eager_oversample=2.0, eager_screen_roots=2,
+                  loss_type="dr_grpo")
+
+
+def test_evaluation_rollout_settings_are_checked_before_training(tmp_path):
+    """Evaluation groups may be smaller than training's: a fill size they cannot hold fails at once, not at the
+    first evaluation after hours of training."""
+    with pytest.raises(ValueError, match="eager_fill_size"):
+        make_args(tmp_path, rollout_generator="eager", eager_fill_size=4, num_generations_eval=2,
+                  eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=4)
+    make_args(tmp_path, rollout_generator="eager", eager_fill_size=4)  # no evaluation: fine

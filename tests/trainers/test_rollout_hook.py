@@ -88,8 +88,9 @@ def test_step_metrics():
 def test_rollout_config_follows_the_trainer_config(tmp_path):
     from tests.trainers.conftest import make_args
 
-    args = make_args(tmp_path, rollout_generator="eager", eager_max_sequences=3, eager_entropy_threshold=2.5,
-                     eager_solved_min_incorrect=1, eager_on_solved="abort", temperature=0.7)
+    args = make_args(tmp_path, rollout_generator="eager", eager_allocation="passes", eager_max_sequences=3,
+                     eager_entropy_threshold=2.5, eager_solved_min_incorrect=1, eager_on_solved="abort",
+                     temperature=0.7)
     trainer = SimpleNamespace(args=args, accelerator=SimpleNamespace(process_index=1),
                               model=SimpleNamespace(training=True), state=SimpleNamespace(global_step=5),
                               eager_think_end_token_id=7, eos_token_ids=[2, 3])
