@@ -19,6 +19,7 @@ few rows harms the model whoever chooses them, the cause is noise at this learni
 
     python -m benchmarks.real_equal_time [--seeds 0 1] [--steps 6] [--heldout 400]
     python -m benchmarks.real_equal_time --mode isolate --seeds 0 --steps 8
+    python -m benchmarks.real_equal_time --mode isolate --steps 4 --generators eager_passes parallel_small
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def wordmath_task(model: Path, heldout: int) -> Task:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", default="equal_seconds", choices=list(MODES))
+    ap.add_argument("--generators", nargs="+", default=None, choices=list(GENERATORS),
+                    help="isolate: a subset of the mode's runs (e.g. without parallel, when its run at these steps "
+                         "and seed is known); equal_seconds needs parallel first")
     ap.add_argument("--model", default=None, help="model directory (default: the cached fine-tuned SmolLM2)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--steps", type=int, default=6, help="parallel's steps (equal_seconds) or every run's (isolate)")
@@ -77,7 +81,10 @@ def main(argv: list[str] | None = None) -> None:
 
     model = Path(opts.model) if opts.model else ensure_model()
     task = wordmath_task(model, opts.heldout)
-    generators = {name: GENERATORS[name] for name in MODES[opts.mode]}
+    names = opts.generators or MODES[opts.mode]
+    if opts.mode == "equal_seconds" and names[0] != "parallel":
+        ap.error("--generators: at equal seconds parallel runs first and sets the seconds")
+    generators = {name: GENERATORS[name] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         runs = run_task(task, generators, opts.seeds, opts.steps, opts.eval_every, Path(tmp),
                         equal_seconds=opts.mode == "equal_seconds")
@@ -94,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     (opts.out / f"{opts.mode}.json").write_text(json.dumps({name: [
         {k: v for k, v in r.items() if k not in ("logs", "saved")} for r in rs] for name, rs in runs.items()},
         default=str))
+    if "parallel" not in runs:
+        return
     baseline = runs["parallel"]
-    for name in list(generators)[1:]:
+    for name in [n for n in generators if n != "parallel"]:
         diffs = [paired(r, p, r["train_s"], p["train_s"]) for r, p in zip(runs[name], baseline)]
         se = (sum(e * e for _, e in diffs) ** 0.5) / len(diffs)
         if len(diffs) > 2:
