@@ -186,8 +186,7 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             self._check_eager_fields()
             self.rollout_settings()  # rollout's own checks, with the trainer's field names
             if self.eval_strategy != "no":  # what evaluation steps will run, checked now, not mid-training
-                g_eval = self.num_generations_eval or self.num_generations
-                self.rollout_settings(max_sequences=min(self.eager_budget, g_eval), oversample=1.0)
+                self.step_settings(self.num_generations_eval or self.num_generations, training=False)
 
     def _hand_more_prompts(self) -> None:
         """eager_oversample f: TRL hands f times the rows a step trains on (f x the prompts); the rollout spends at
@@ -231,6 +230,12 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             return EagerConfig(**values)
         except SettingError as err:
             raise err.rename(DERIVED_LABELS.get(err.name, PREFIX + err.name)) from None
+
+    def step_settings(self, group_size: int, training: bool, **overrides) -> EagerConfig:
+        """The rollout settings of one step: a prompt owns at most `group_size` rows, and only training batches are
+        handed eager_oversample x the prompts (evaluation batches are TRL's own)."""
+        return self.rollout_settings(max_sequences=min(self.eager_budget, group_size),
+                                     oversample=self.eager_oversample if training else 1.0, **overrides)
 
     @property
     def run_tag(self) -> str:

@@ -68,9 +68,9 @@ def rollout_config(trainer: EagerGRPOTrainer, group_size: int) -> EagerConfig:
     args = trainer.args
     process = trainer.accelerator.process_index
     step = trainer.state.global_step + (0 if trainer.model.training else 1_000_000)
-    return args.rollout_settings(
-        max_sequences=min(args.eager_budget, group_size),
-        oversample=args.eager_oversample if trainer.model.training else 1.0,  # evaluation batches are not scaled
+    return args.step_settings(
+        group_size,
+        trainer.model.training,
         think_end_token_id=trainer.eager_think_end_token_id,
         stop_token_ids=list(trainer.eos_token_ids),
         seed=(args.seed * 1_000_003 + step * 10_007 + process * 101) % (2**31 - 1),  # fresh draws every step
