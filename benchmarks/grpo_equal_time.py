@@ -7,6 +7,8 @@ curves share their time points. Generators:
   parallel        TRL's sampling, the recipe (8 prompts x 8 rows a step)
   parallel_half   16 prompts x 4 rows: the simple alternative a user would try first
   eager           rollout_generator=eager with the recipe's settings (the screen allocation)
+  eager_budget    the same with eager_loss_normalizer=budget (a constant normaliser: a step with little signal
+                  moves the weights less) instead of the recipe's dapo token count
 Every checkpoint is scored after training, on one engine per mix, with `--heldout` problems x `--samples`
 samples (standard error about 0.016 at 1,000); the same problems and seeds for every run, so their
 differences carry less noise than their levels.
@@ -47,6 +49,7 @@ GENERATORS = {
     "parallel": dict(rollout_generator="parallel"),
     "parallel_half": dict(rollout_generator="parallel", num_generations=4),
     "eager": dict(rollout_generator="eager"),
+    "eager_budget": dict(rollout_generator="eager", eager_loss_normalizer="budget"),
 }
 
 
