@@ -220,6 +220,13 @@ class EagerConfig:
         return [f.name for f in fields(cls)]
 
 
+def pool_size(sequences: int, oversample: float) -> int:
+    """The sequences a call may spend when its prompts' budgets sum to `sequences` and it was handed `oversample`
+    times the prompts it trains on: 1/oversample of them. A float quotient just under a whole number (33 / 1.1 =
+    29.999...) counts as that number, not one less."""
+    return int(sequences / oversample + 1e-9)
+
+
 def _choice_problems(c: EagerConfig) -> list[tuple[str, str]]:
     out = []
     for f in fields(c):
@@ -270,7 +277,8 @@ def _problems(c: EagerConfig) -> list[tuple[str, str]]:
         ("probe_roots", c.probe_roots >= 0, "must be >= 0."),
         ("oversample", math.isfinite(c.oversample) and c.oversample >= 1, "must be >= 1 (1: no oversampling)."),
         ("screen_forks", c.screen_forks >= 0, "must be >= 0."),
-        ("oversample", c.allocation != "screen" or c.max_sequences / c.oversample >= c.screen_size,
+        ("oversample", c.allocation != "screen" or not (math.isfinite(c.oversample) and c.oversample >= 1)  # above
+         or pool_size(c.max_sequences, c.oversample) >= c.screen_size,
          "the pool must screen every prompt: max_sequences / oversample >= min(screen_roots, max_sequences) + "
          "screen_forks."),
         ("oversample", c.oversample == 1 or (c.allocation == "screen" and c.method == "eager"),

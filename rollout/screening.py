@@ -26,7 +26,7 @@ step's generation lasts at most 1 + fill_start_limit passes) and only with room 
 
 from __future__ import annotations
 
-from rollout.config import EagerConfig
+from rollout.config import EagerConfig, pool_size
 from rollout.schedule import Runner, is_right, pass_start_deadline
 from rollout.types import PromptTree
 
@@ -40,7 +40,7 @@ class ScreenSchedule:
         self.trees, self.cfg, self.capacity = trees, config, capacity
         n = len(trees)
         self.limits = [t.budget for t in trees]  # M per prompt (0 for a prompt that could not be generated)
-        self.total = int(sum(self.limits) / config.oversample)
+        self.total = pool_size(sum(self.limits), config.oversample)
         self.fill_size = config.fill_size or config.max_sequences
         self.screen_size = config.screen_size
         self.deadline = pass_start_deadline(config.fill_start_limit, config.max_new_tokens)

@@ -44,10 +44,10 @@ def carrying_rows(advantages: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
     return used & nonzero
 
 
-def budget_normalizer(rows: int, oversample: float, max_completion_length: int, device: Any) -> torch.Tensor:
-    """dr_grpo's constant for a step's row budget: the sequences the rollout may spend (int(rows / oversample), as
-    `rollout.screening` counts its pool) x max_completion_length loss tokens.
+def budget_normalizer(budget_rows: int, max_completion_length: int, device: Any) -> torch.Tensor:
+    """dr_grpo's constant for a step's row budget: the sequences the rollout may spend (`rollout.config.pool_size`
+    of the rows it was handed) x max_completion_length loss tokens.
 
     With it a step that carries little signal moves the weights less than a full one; TRL's `dapo`
     divides by the tokens the step happens to hold, so every step moves them about as far."""
-    return torch.tensor(float(int(rows / oversample) * max_completion_length), device=device)
+    return torch.tensor(float(budget_rows * max_completion_length), device=device)

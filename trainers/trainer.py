@@ -25,6 +25,7 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
+from rollout.config import pool_size
 from trainers.advantages import group_advantages
 from trainers.callbacks import TrainSecondsLimit
 from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, carrying_rows, keep_rows,
@@ -175,8 +176,9 @@ class EagerGRPOTrainer(GRPOTrainer):
         return values[self.accelerator.process_index * n:][:n]
 
     def _budget_normalizer(self, n: int) -> torch.Tensor:
-        oversample = self.args.eager_oversample if self.args.eager_rows_per_step is not None else 1.0  # handed more?
-        return budget_normalizer(n * self.accelerator.num_processes, oversample, self.args.max_completion_length,
+        """Over the rows the rollout may spend: 1/eager_oversample of the n it was handed, when it was handed more."""
+        rows = pool_size(n, self.args.eager_oversample) if self.args.eager_rows_per_step is not None else n
+        return budget_normalizer(rows * self.accelerator.num_processes, self.args.max_completion_length,
                                  self.accelerator.device)
 
     def _shape_loss_batch(self, output: dict[str, Any], advantages: torch.Tensor, used: torch.Tensor,

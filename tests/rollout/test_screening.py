@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rollout import EagerConfig, generate
+from rollout.config import pool_size
 from rollout.screening import ScreenSchedule
 from rollout.types import PromptTree
 from tests.rollout.scripted import EOS, ScriptedEngine
@@ -87,6 +88,15 @@ def test_the_pool_holds_max_sequences_x_prompts_over_oversample(oversample):
     r = generate(ScriptedEngine(script()), prompts(9), cfg(oversample=oversample), verifier=even_first)
     assert sum(t.n_sequences for t in r.trees) <= int(9 * 6 / oversample)
     assert all(t.n_sequences >= 2 for t in r.trees)  # every prompt screened
+
+
+def test_the_pool_is_the_rows_the_trainer_trains_on_even_where_the_float_quotient_falls_short():
+    """The trainer hands 30 rows x 1.1 = 33; 33 / 1.1 is 29.999... in floating point, and the pool must still be 30
+    (the same count the budget normaliser divides by)."""
+    assert 33 / 1.1 < 30 and pool_size(33, 1.1) == 30 and pool_size(40, 1.5) == 26 and pool_size(54, 1.0) == 54
+    c = cfg(oversample=1.1)  # 11 prompts x 6 = 66 handed, 60 rows
+    trees = [PromptTree(i, [1] * 3, 6, c.entropy_threshold) for i in range(11)]
+    assert ScreenSchedule(trees, c).total == 60
 
 
 def test_groups_depend_on_the_verdicts_not_on_which_prompt_finished_first():
