@@ -146,33 +146,16 @@ def tree_stopped(tree: PromptTree, config: EagerConfig) -> bool:
     return stopped(right, len(kept) - right, config)
 
 
-class PassSchedule:
-    """The budget state of one call over a batch of prompt trees, and the decisions it drives.
+class PromptCounts:
+    """What every schedule counts per prompt, as the step loop reports it: sequences running in the engine
+    (`live`), finished ones whose verdict is not yet applied (`pending`), and prompts closed (`done`)."""
 
-    `retry_method` None: no extra passes (parallel, eager_init); "eager" / "eager_adapt": the
-    threshold decay of that method. `online`: extra passes overlap the first (see the module).
-    """
-
-    def __init__(self, trees: list[PromptTree], config: EagerConfig, ledger: Ledger, *, first_roots: int = 1,
-                 retry_method: str | None = None, online: bool = False, label_aware: bool = False,
-                 capacity: int | None = None) -> None:
-        self.trees, self.cfg, self.ledger = trees, config, ledger
-        self.first_roots, self.retry_method, self.online = first_roots, retry_method, online
-        self.capacity = capacity  # sequences the engine runs at once (None: unbounded)
-        self.deadline = pass_start_deadline(config.pass_start_limit, config.max_new_tokens)
-        n = len(trees)
-        self.needs = [0] * n  # extra passes a prompt asked for and has not been given
-        self.live = [0] * n  # its sequences running in the engine
-        self.pending = [0] * n  # its verdicts not yet applied
-        self.verdicts = [[0, 0] for _ in range(n)]  # [right, wrong]
+    def __init__(self, trees: list[PromptTree]) -> None:
+        self.trees = trees
+        self.live = [0] * len(trees)
+        self.pending = [0] * len(trees)
         self.done: set[int] = set()
-        if label_aware:  # verdicts an earlier pass gave count toward the stop rule (None as wrong)
-            for t in trees:
-                for seq in t.kept():
-                    if seq.finished:
-                        self.verdicts[t.prompt_index][0 if is_right(seq.score) else 1] += 1
 
-    # --- what the step loop tells the schedule -------------------------------------------------------------
     def started(self, i: int) -> None:
         self.live[i] += 1
 
@@ -182,6 +165,36 @@ class PassSchedule:
     def awaiting_verdict(self, i: int) -> None:
         self.pending[i] += 1
 
+    def _idle(self) -> list[int]:
+        """Prompts not closed with nothing running and no verdict pending."""
+        return [i for i in range(len(self.trees)) if i not in self.done and self.live[i] == 0 and self.pending[i] == 0]
+
+
+class PassSchedule(PromptCounts):
+    """The budget state of one call over a batch of prompt trees, and the decisions it drives.
+
+    `retry_method` None: no extra passes (parallel, eager_init); "eager" / "eager_adapt": the
+    threshold decay of that method. `online`: extra passes overlap the first (see the module).
+    """
+
+    def __init__(self, trees: list[PromptTree], config: EagerConfig, ledger: Ledger, *, first_roots: int = 1,
+                 retry_method: str | None = None, online: bool = False, label_aware: bool = False,
+                 capacity: int | None = None) -> None:
+        super().__init__(trees)
+        self.cfg, self.ledger = config, ledger
+        self.first_roots, self.retry_method, self.online = first_roots, retry_method, online
+        self.capacity = capacity  # sequences the engine runs at once (None: unbounded)
+        self.deadline = pass_start_deadline(config.pass_start_limit, config.max_new_tokens)
+        n = len(trees)
+        self.needs = [0] * n  # extra passes a prompt asked for and has not been given
+        self.verdicts = [[0, 0] for _ in range(n)]  # [right, wrong]
+        if label_aware:  # verdicts an earlier pass gave count toward the stop rule (None as wrong)
+            for t in trees:
+                for seq in t.kept():
+                    if seq.finished:
+                        self.verdicts[t.prompt_index][0 if is_right(seq.score) else 1] += 1
+
+    # --- what the step loop tells the schedule (started, ended, awaiting_verdict: PromptCounts) ----------
     def verdict(self, i: int, verdict: bool | float | None) -> bool:
         """Apply a verdict. True when it stopped the prompt (the caller ends its branching)."""
         self.pending[i] -= 1
@@ -260,10 +273,6 @@ class PassSchedule:
     def _note_need(self, i: int) -> None:
         if self.online:
             self.needs[i] += 1
-
-    def _idle(self) -> list[int]:
-        """Prompts not closed with nothing running and no verdict pending."""
-        return [i for i in range(len(self.trees)) if i not in self.done and self.live[i] == 0 and self.pending[i] == 0]
 
     def _close(self, i: int, runner: Runner) -> None:
         self.done.add(i)

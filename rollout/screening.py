@@ -27,39 +27,30 @@ step's generation lasts at most 1 + fill_start_limit passes) and only with room 
 from __future__ import annotations
 
 from rollout.config import EagerConfig, pool_size
-from rollout.schedule import Runner, is_right, pass_start_deadline
+from rollout.schedule import PromptCounts, Runner, is_right, pass_start_deadline
 from rollout.types import PromptTree
 
 SCREENING, FILL, EASY, HARD = "screening", "fill", "easy", "hard"
 
 
-class ScreenSchedule:
+class ScreenSchedule(PromptCounts):
     """The budget state of one training call under the screen allocation (see the module)."""
 
     def __init__(self, trees: list[PromptTree], config: EagerConfig, capacity: int | None = None) -> None:
-        self.trees, self.cfg, self.capacity = trees, config, capacity
+        super().__init__(trees)
+        self.cfg, self.capacity = config, capacity
         n = len(trees)
         self.limits = [t.budget for t in trees]  # M per prompt (0 for a prompt that could not be generated)
         self.total = pool_size(sum(self.limits), config.oversample)
         self.fill_size = config.fill_size or config.max_sequences
         self.screen_size = config.screen_size
         self.deadline = pass_start_deadline(config.fill_start_limit, config.max_new_tokens)
-        self.used, self.live, self.pending = [0] * n, [0] * n, [0] * n
+        self.used = [0] * n
         self.verdicts = [[0, 0] for _ in range(n)]  # [right, wrong]
         self.state = [SCREENING] * n
         self.want = [0] * n  # roots a prompt's state asks for, not yet started
-        self.done: set[int] = set()
 
-    # --- what the step loop tells the schedule -------------------------------------------------------------
-    def started(self, i: int) -> None:
-        self.live[i] += 1
-
-    def ended(self, i: int) -> None:
-        self.live[i] -= 1
-
-    def awaiting_verdict(self, i: int) -> None:
-        self.pending[i] += 1
-
+    # --- what the step loop tells the schedule (started, ended, awaiting_verdict: PromptCounts) ----------
     def verdict(self, i: int, verdict: bool | float | None) -> bool:
         """Apply a verdict. A right and a wrong answer make the prompt mixed at once; a screening that agrees is
         decided when the prompt goes idle (`tick`: its forks may still be running). True when it stopped forking."""
@@ -159,9 +150,6 @@ class ScreenSchedule:
     def _start(self, i: int, runner: Runner) -> None:
         self.used[i] += 1
         runner.start_root(i, 0)
-
-    def _idle(self) -> list[int]:
-        return [i for i in range(len(self.trees)) if i not in self.done and self.live[i] == 0 and self.pending[i] == 0]
 
     def _can_grow(self, i: int, step: int) -> bool:
         """An idle prompt that still wants roots waits only while it could get them."""
