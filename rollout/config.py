@@ -277,7 +277,8 @@ def _problems(c: EagerConfig) -> list[tuple[str, str]]:
         ("probe_roots", c.probe_roots >= 0, "must be >= 0."),
         ("oversample", math.isfinite(c.oversample) and c.oversample >= 1, "must be >= 1 (1: no oversampling)."),
         ("screen_forks", c.screen_forks >= 0, "must be >= 0."),
-        ("oversample", c.allocation != "screen" or not (math.isfinite(c.oversample) and c.oversample >= 1)  # above
+        # (an oversample below 1 or not finite is named by the check above; pool_size would fail on it)
+        ("oversample", c.allocation != "screen" or not (math.isfinite(c.oversample) and c.oversample >= 1)
          or pool_size(c.max_sequences, c.oversample) >= c.screen_size,
          "the pool must screen every prompt: max_sequences / oversample >= min(screen_roots, max_sequences) + "
          "screen_forks."),
