@@ -18,7 +18,8 @@ rows a step as eager_passes used: 4 prompts x 4), and `parallel` (the recipe's 3
 few rows harms the model whoever chooses them, the cause is noise at this learning rate. Two more runs
 change one thing of eager_passes each: `eager_passes_segments` the estimator (segment credit, every token
 of a tree once, with the verdict baseline it needs) and `eager_passes_budget` the normaliser (the constant
-row budget instead of dapo's token count).
+row budget instead of dapo's token count); `eager_passes_verdicts` the verdict baseline alone (what
+segment credit needs), so the two can be told apart.
 
     python -m benchmarks.real_equal_time [--seeds 0 1] [--steps 6] [--heldout 400]
     python -m benchmarks.real_equal_time --mode isolate --seeds 0 --steps 8
@@ -53,6 +54,7 @@ GENERATORS = {
 GENERATORS["eager_passes_segments"] = {**GENERATORS["eager_passes"], "eager_credit": "segments",
                                        "eager_baseline": "verdicts"}
 GENERATORS["eager_passes_budget"] = {**GENERATORS["eager_passes"], "eager_loss_normalizer": "budget"}
+GENERATORS["eager_passes_verdicts"] = {**GENERATORS["eager_passes"], "eager_baseline": "verdicts"}
 MODES = {"equal_seconds": ("parallel", "eager"), "isolate": ("parallel", "eager_passes", "parallel_small")}
 
 
