@@ -15,17 +15,17 @@ while parallel's stayed at 0.235) comes from the estimator, the normaliser, or n
 `--steps` steps from the same model and seed: `eager_passes` (the earlier allocation: the paper's
 online passes, the solved rule, group baseline), `parallel_small` (TRL's sampling with as many
 rows a step as eager_passes used: 4 prompts x 4), and `parallel` (the recipe's 32 rows). If a step of
-few rows harms the model whoever chooses them, the cause is noise at this learning rate. Two more runs
-change one thing of eager_passes each: `eager_passes_segments` the estimator (segment credit, every token
-of a tree once, with the verdict baseline it needs) and `eager_passes_budget` the normaliser (the constant
-row budget instead of dapo's token count); `eager_passes_verdicts` the verdict baseline alone (what
-segment credit needs), so the two can be told apart.
+few rows harms the model whoever chooses them, the cause is noise at this learning rate. Three more runs
+change eager_passes: `eager_passes_verdicts` the baseline alone (the verdict baseline),
+`eager_passes_segments` the estimator too (segment credit, every token of a tree once, with the verdict
+baseline it needs), and `eager_passes_budget` the normaliser (the constant row budget instead of dapo's
+token count).
 
     python -m benchmarks.real_equal_time [--seeds 0 1] [--steps 6] [--heldout 400]
     python -m benchmarks.real_equal_time --mode isolate --seeds 0 --steps 8
     python -m benchmarks.real_equal_time --mode isolate --steps 4 --generators eager_passes parallel_small
     python -m benchmarks.real_equal_time --mode isolate --seeds 0 --steps 8 --eval_every 4 --generators \
-        parallel_small eager_passes eager_passes_segments eager_passes_budget
+        eager_passes eager_passes_verdicts eager_passes_segments eager_passes_budget
 """
 
 from __future__ import annotations
