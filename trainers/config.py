@@ -1,8 +1,8 @@
 """`EagerGRPOConfig`: TRL's `GRPOConfig` plus the rollout generator switch and EAGer's settings.
 
 `rollout_generator: parallel` (the default) is TRL's own sampling, untouched, so the class
-is a drop-in for `GRPOConfig`. The three EAGer generators run on the trainer's colocated
-vLLM engine through TRL's rollout hook.
+is a drop-in for `GRPOConfig`. The EAGer generators run through TRL's rollout hook, on the
+trainer's colocated vLLM engine or, with `vllm_mode: server`, on TRL's vLLM server.
 
 The rollout's settings are not declared here: every `rollout.EagerConfig` field becomes an
 `eager_<name>` field (same type, default and help), except those the trainer sets from its own
@@ -71,7 +71,7 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             "its rows stay empty (masked). eager_adapt: eager_init, then the saved budget goes to prompts that used "
             "their whole budget. eager: label-aware; sequences are verified against the gold answer as they finish, "
             "a solved prompt stops branching and its unused rows go to unsolved prompts within the same step. The "
-            "eager_* generators need use_vllm=True with vllm_mode='colocate'.",
+            "eager_* generators need use_vllm=True (vllm_mode colocate or server).",
             "choices": GENERATORS,
         },
     )
@@ -254,19 +254,21 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             tag = tag[:111] + "-" + hashlib.sha256(tag.encode()).hexdigest()[:16]
         return tag
 
+    @property
+    def vllm_server_url(self) -> str:
+        """The server TRL's client connects to (`vllm_mode: server`), as TRL builds it from these fields."""
+        return self.vllm_server_base_url or f"http://{self.vllm_server_host}:{self.vllm_server_port}"
+
     def _fail(self, name: str, why: str) -> ValueError:
         return ValueError(f"{name}={getattr(self, name)!r} with rollout_generator={self.rollout_generator!r}: {why}")
 
     def _check_engine(self) -> None:
         if not self.use_vllm:
-            raise self._fail("use_vllm", "EAGer generates on the colocated vLLM engine: set use_vllm=True.")
-        if self.vllm_mode != "colocate":
-            raise self._fail(
-                "vllm_mode",
-                "EAGer forks requests token by token, which needs the engine in the trainer's process; a vLLM server "
-                "only takes whole generate calls. Set vllm_mode='colocate' (or rollout_generator='parallel').",
-            )
-        if self.vllm_enable_sleep_mode:
+            raise self._fail("use_vllm", "EAGer generates on TRL's vLLM engine (colocated or a server): set "
+                             "use_vllm=True.")
+        if self.vllm_mode not in ("colocate", "server"):
+            raise self._fail("vllm_mode", "EAGer generates on TRL's vLLM engine: set vllm_mode='colocate' or 'server'.")
+        if self.vllm_enable_sleep_mode and self.vllm_mode == "colocate":
             raise self._fail(
                 "vllm_enable_sleep_mode",
                 "the EAGer rollout keeps the engine awake for the whole step; set vllm_enable_sleep_mode=False.",

@@ -105,7 +105,10 @@ def eager_rollout(prompts: list, trainer: EagerGRPOTrainer) -> dict[str, list]:
                              f"which the batch lacks (columns: {sorted(sources[0])}). Set eager_gold_column.")
         golds = [row[column] for row in sources]
         verifier = GoldVerifier(trainer.decode_completion, golds, trainer.eager_grade)
-    result = generate(trainer.eager_engine(), [list(p) for p in prompt_ids], config, verifier=verifier)
+    engine = trainer.eager_engine()
+    if trainer.args.vllm_mode == "server":  # the main process has just pushed this step's weights to the server
+        trainer.accelerator.wait_for_everyone()
+    result = generate(engine, [list(p) for p in prompt_ids], config, verifier=verifier)
     for k, why in result.errors.items():
         logger.warning("prompt %d got no rollout (%s): its rows are unused this step", k, why)
     return _rows(result, sources, prompt_ids, g, trainer)

@@ -1,9 +1,11 @@
-"""`EagerGRPOTrainer`: TRL's GRPOTrainer with EAGer rollouts on its colocated vLLM engine.
+"""`EagerGRPOTrainer`: TRL's GRPOTrainer with EAGer rollouts on its vLLM engine (colocated or a server).
 
 The only changes w.r.t. `trl.GRPOTrainer`:
 - `__init__` passes the rollout hook (`trainers.rollout_hook.eager_rollout`) when
   `args.rollout_generator` is an EAGer generator; with the CPU build of vLLM it builds the
   engine without compiling and pushes weights with `reload_weights` (`trainers.weight_sync`).
+  With `vllm_mode: server` every process streams its own rollouts from TRL's server
+  (`rollout.server_engine`); TRL's client on the main process keeps pushing the weights.
 - `_generate_and_score_completions` stashes the batch rows (the hook never sees dataset
   columns), and after TRL's method returns, recomputes the advantages over each prompt's real
   group (rows are shared unequally among prompts) and logs the `eager/` metrics.
@@ -80,11 +82,17 @@ class EagerGRPOTrainer(GRPOTrainer):
 
     # --- what the rollout hook uses -------------------------------------------------------------
     def eager_engine(self) -> Any:
-        """The step-wise `rollout` engine over the colocated `vllm.LLM` (built on first use)."""
+        """The step-wise `rollout` engine: over the colocated `vllm.LLM`, or over TRL's server (built on first use)."""
         if self._eager_engine is None:
-            from rollout.vllm_engine import VLLMEngine
+            if self.args.vllm_mode == "server":
+                from rollout.server_engine import ServerEngine
 
-            self._eager_engine = VLLMEngine(self.vllm_generation.llm)
+                self._eager_engine = ServerEngine(self.args.vllm_server_url, model=self.model.name_or_path,
+                                                  eos_token_ids=list(self.eos_token_ids))
+            else:
+                from rollout.vllm_engine import VLLMEngine
+
+                self._eager_engine = VLLMEngine(self.vllm_generation.llm)
         return self._eager_engine
 
     def decode_completion(self, completion_ids: list[int]) -> str:

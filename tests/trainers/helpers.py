@@ -69,9 +69,15 @@ def rank_reward(prompts, completions, answer, trainer_state=None, **kwargs) -> l
 
 _lock = threading.Lock()
 
+if os.environ.get("EAGER_TEST_SERVER_SYNC"):  # a launched run in server mode on CPU (tests/trainers/server_sync.py)
+    from tests.trainers.server_sync import install
 
-def build_tiny_model(out: Path) -> Path:
-    """A random float32 Qwen2 (~10M parameters, mostly the 151k-token embedding) with the Qwen3 tokenizer."""
+    install(Path(os.environ["EAGER_TEST_SERVER_SYNC"]))
+
+
+def build_tiny_model(out: Path, tied: bool = True) -> Path:
+    """A random float32 Qwen2 (~10M parameters, mostly the 151k-token embedding) with the Qwen3 tokenizer.
+    `tied=False` gives it its own output head (a CPU server re-packs no tied head after a reload)."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
@@ -79,7 +85,7 @@ def build_tiny_model(out: Path) -> Path:
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=1, num_key_value_heads=1, head_dim=64,  # head_dim 64: 32 crashed vLLM's CPU attention
-        max_position_embeddings=256, tie_word_embeddings=True, dtype="float32",
+        max_position_embeddings=256, tie_word_embeddings=tied, dtype="float32",
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )
     torch.manual_seed(0)

@@ -19,6 +19,13 @@ def test_default_is_trl_parallel_and_needs_no_vllm(tmp_path):
     assert args.eager_budget == args.num_generations
 
 
+def test_server_mode_is_accepted_and_names_trls_url(tmp_path):
+    args = make_args(tmp_path, rollout_generator="eager", vllm_mode="server", vllm_server_port=8123)
+    assert args.vllm_server_url == "http://0.0.0.0:8123"
+    args = make_args(tmp_path, rollout_generator="eager", vllm_mode="server", vllm_server_base_url="http://gen:9000")
+    assert args.vllm_server_url == "http://gen:9000"
+
+
 def test_eager_config_valid(tmp_path):
     args = make_args(tmp_path, rollout_generator="eager", eager_max_sequences=3)
     assert args.is_eager and args.eager_budget == 3
@@ -30,7 +37,7 @@ def test_eager_config_valid(tmp_path):
     [
         ({"rollout_generator": "beam"}, ["rollout_generator", "parallel", "eager_init"]),
         ({"use_vllm": False}, ["use_vllm=True"]),
-        ({"vllm_mode": "server"}, ["vllm_mode", "colocate", "in the trainer's process"]),
+        ({"vllm_mode": "server", "vllm_enable_sleep_mode": True, "use_vllm": False}, ["use_vllm=True"]),
         ({"loss_type": "grpo"}, ["loss_type", "dapo", "bnpo", "cispo", "dilute"]),
         ({"loss_type": "sapo"}, ["loss_type"]),
         ({"loss_type": "luspo"}, ["loss_type"]),

