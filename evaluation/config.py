@@ -72,6 +72,12 @@ class EvalConfig(EvalRolloutFields):
         default="vllm",
         metadata={"help": "vllm (fast) or hf (plain transformers, slow reference).", "choices": ("vllm", "hf")},
     )
+    server_url: str | None = field(
+        default=None,
+        metadata={"help": "Generate on a running vLLM server (e.g. http://localhost:8000, started as the README says) "
+                  "instead of loading the model here; --model still names it (the tokenizer, and the server must "
+                  "serve it)."},
+    )
     dtype: str = field(
         default="auto", metadata={"help": "auto (the model's own on GPU, float32 on CPU), bfloat16, float16, float32."}
     )
@@ -130,6 +136,9 @@ class EvalConfig(EvalRolloutFields):
             raise bad("experiments", f"choose one of {EXPERIMENT_CHOICES}.")
         if self.backend not in ("vllm", "hf"):
             raise bad("backend", "choose vllm or hf.")
+        if self.server_url is not None and (self.backend != "vllm" or not self.server_url.startswith(("http://",
+                                                                                                      "https://"))):
+            raise bad("server_url", "give the server's http(s) URL, with --backend vllm (the server runs vLLM).")
         if self.limit is not None and self.limit < 1:
             raise bad("limit", "use at least 1 prompt.")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:

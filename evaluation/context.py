@@ -143,7 +143,11 @@ def in_process_engine() -> None:
 
 def build_engine(cfg: EvalConfig, dtype: str, device: str) -> Any:
     t0 = time.perf_counter()
-    if cfg.backend == "vllm":
+    if cfg.server_url is not None:
+        from rollout.server_engine import ServerEngine
+
+        engine = ServerEngine(cfg.server_url, model=os.path.expanduser(cfg.model_name))
+    elif cfg.backend == "vllm":
         in_process_engine()
         from rollout.vllm_engine import VLLMEngine, build_llm
 
@@ -163,7 +167,7 @@ def build_engine(cfg: EvalConfig, dtype: str, device: str) -> Any:
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
         model = AutoModelForCausalLM.from_pretrained(os.path.expanduser(cfg.model_name), dtype=torch_dtype).to(device)
         engine = HFEngine(model, max_model_len=cfg.max_model_len)
-    logger.info("%s engine ready in %.1f s", cfg.backend, time.perf_counter() - t0)
+    logger.info("%s engine ready in %.1f s", cfg.server_url or cfg.backend, time.perf_counter() - t0)
     return engine
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,6 +46,13 @@ def serve_command(model: str, port: int, *, max_model_len: int | None = None, dt
     elif train:
         argv += ["--weight-transfer-config", '{"backend": "nccl"}']
     return argv + list(extra), env
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server started here)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class LocalServer:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import threading
 import urllib.error
@@ -91,7 +92,8 @@ def check_model(info: ServerInfo, expected: str | None) -> None:
     if expected is None:
         return
     names = {info.model.rstrip("/"), info.root.rstrip("/")}
-    if expected.rstrip("/") not in names:
+    same_dir = os.path.isdir(expected) and os.path.isdir(info.root) and os.path.samefile(expected, info.root)
+    if expected.rstrip("/") not in names and not same_dir:
         raise ServerError(
             f"the vLLM server at {info.base_url} serves {info.root!r} (name {info.model!r}), not {expected!r}: start "
             f"it on the same model, or give that name with `--served-model-name {expected}` ({LAUNCH_HINT})."

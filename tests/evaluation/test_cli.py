@@ -325,3 +325,23 @@ def test_model_names_that_are_paths():
 
     assert looks_local("/abs/model") and looks_local("./rel") and looks_local("~/m") and looks_local("a/b/c")
     assert not looks_local("Qwen/Qwen3-4B") and not looks_local("gpt2")
+
+
+def test_eager_eval_on_a_server_gives_the_colocated_results(all_run, tiny_model, tmp_path):
+    """`--server_url`: the same experiments on a running `vllm serve` (CPU build) give the same samples."""
+    from recipes.serve import LocalServer, free_port
+
+    out, args, proc = all_run
+    assert proc.returncode == 0
+    with LocalServer(str(tiny_model), free_port(), log=tmp_path / "server.log", max_model_len=1024,
+                     dtype="float32") as server:
+        served = tmp_path / out.name  # result files are named after the directory
+        mine = [served if a == str(out) else a for a in args]
+        run = subprocess.run(eval_cmd() + [str(a) for a in mine] + ["--server_url", server.url], cwd=REPO,
+                             capture_output=True, text=True, timeout=400)
+        assert run.returncode == 0, run.stderr[-3000:]
+    colocated, remote = results(out), results(served)
+    assert sorted(colocated) == sorted(remote)
+    for name in colocated:
+        a, b = records(colocated[name]), records(remote[name])
+        assert [r["generations"] for r in a] == [r["generations"] for r in b], name

@@ -6,7 +6,6 @@ engine run the same model, dtype and CPU kernels, so the same seeds must give th
 
 import os
 import signal
-import socket
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from recipes.arithmetic.pretrain import SHIPPED
 from recipes.arithmetic.task import heldout_problems, is_correct
 from recipes.arithmetic.tokenizer import BOS_ID, EOS_ID, build_tokenizer, encode
-from recipes.serve import LocalServer
+from recipes.serve import LocalServer, free_port
 from rollout import EagerConfig, generate
 from rollout.engine import Request
 from rollout.server_engine import ServerEngine, ServerError, read_server
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.slow  # a server subprocess: the full run only
 
 MODEL = str(SHIPPED)
 PROBLEMS = heldout_problems(6)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(tmp_path_factory, *extra: str, dev_mode: bool = True) -> LocalServer:

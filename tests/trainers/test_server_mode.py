@@ -9,7 +9,6 @@ stubbed, and the payloads it sends are checked against the pinned vLLM's types a
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from dataclasses import fields
 
@@ -18,19 +17,13 @@ import pytest
 import torch
 from datasets import Dataset
 
-from recipes.serve import LocalServer
+from recipes.serve import LocalServer, free_port
 from tests.trainers import server_sync
 from tests.trainers.conftest import make_args
 from tests.trainers.helpers import Recorder, build_tiny_model, label_grade, rows
 from tests.trainers.test_launch import check_two_ranks, launch
 
 pytestmark = pytest.mark.slow  # a server subprocess and training: the full run only
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
