@@ -3,8 +3,10 @@
 The flags that matter for EAGer: prefix caching on (a fork's prompt is its parent's prefix),
 log-probs after temperature (`processed_logprobs`, the sampling log-probs TRL's importance
 correction wants, as in colocate mode), `--generation-config vllm` (no sampling defaults from
-the model's generation_config.json), and dev mode (`VLLM_SERVER_DEV_MODE=1`: TRL's weight
-sync and the adapter's settings check use its endpoints). On a GPU add
+the model's generation_config.json), `--skip-tokenizer-init` (the rollout sends and reads token
+ids only; with a tokenizer the server decodes every top-20 log-prob token into text, a quarter of
+its time on the arithmetic model), one access-log line less per sequence, and dev mode
+(`VLLM_SERVER_DEV_MODE=1`: TRL's weight sync and the adapter's settings check use its endpoints). On a GPU add
 `--weight-transfer-config '{"backend": "nccl"}'` for TRL's weight sync, which is what
 `--train` does.
 
@@ -27,7 +29,8 @@ from pathlib import Path
 
 from rollout.vllm_engine import is_cpu_build
 
-EAGER_FLAGS = ["--enable-prefix-caching", "--logprobs-mode", "processed_logprobs", "--generation-config", "vllm"]
+EAGER_FLAGS = ["--enable-prefix-caching", "--logprobs-mode", "processed_logprobs", "--generation-config", "vllm",
+               "--skip-tokenizer-init", "--disable-uvicorn-access-log"]
 CPU_FLAGS = ["--enforce-eager", "--block-size", "32", "--no-enable-chunked-prefill"]  # see CPU_NO_CHUNKED_PREFILL
 
 
@@ -48,6 +51,17 @@ def serve_command(model: str, port: int, *, max_model_len: int | None = None, dt
     return argv + list(extra), env
 
 
+# Set in this process by an in-process vLLM engine, never to be inherited by a server: the CPU worker names
+# its shared memory after VLLM_DIST_IDENT (a server that inherited a colocated engine's ident had its
+# engine core shut down mid-run), and a server always runs its engine core in its own process.
+NOT_INHERITED = ("VLLM_DIST_IDENT", "VLLM_ENABLE_V1_MULTIPROCESSING")
+
+
+def server_environ() -> dict[str, str]:
+    """This process's environment, less what an in-process engine set for itself."""
+    return {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now (for a server started here)."""
     with socket.socket() as s:
@@ -62,8 +76,8 @@ class LocalServer:
         argv, env = serve_command(model, port, **kw)
         self.url = f"http://127.0.0.1:{port}"
         self._log = open(log, "w")  # noqa: SIM115 - open for the process's lifetime
-        self.proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(argv, env={**server_environ(), **env}, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready(startup_s, log)
 
     def _wait_ready(self, startup_s: float, log: str | Path) -> None:
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     cmd, env = serve_command(args.model, args.port, max_model_len=args.max_model_len, dtype=args.dtype,
                              train=args.train, extra=extra)
     print(" ".join(f"{k}={v}" for k, v in env.items()), " ".join(cmd), flush=True)
-    os.execve(cmd[0], cmd, {**os.environ, **env})
+    os.execve(cmd[0], cmd, {**server_environ(), **env})
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import numpy as np
 from rollout.engine import Request, TokenOutput
 
 LAUNCH_HINT = "README: 'Generation on a vLLM server' has the launch line"
-_TOKEN = re.compile(r"token_id:(-?\d+)$")
+_ID_AT = len("token_id:")  # top log-prob keys with return_tokens_as_token_ids
 
 
 class ServerError(RuntimeError):
@@ -206,16 +206,26 @@ class ServerEngine:
         """Cancel every stream and stop the background loop."""
         self.abort(list(self._streams))
         if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._session.close(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=30)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+
+    async def _shutdown(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:  # streams still reading their closing "[DONE]"
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._session.close()
 
     # --- the background loop ------------------------------------------------------------------
     async def _open_session(self) -> Any:
         import aiohttp
 
-        # One connection per stream, no client-side cap: the server's scheduler is the only queue.
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(
+        # One connection per stream, no client-side cap: the server's scheduler is the only queue. No reuse:
+        # the server closes idle keep-alive connections (uvicorn: after 5 s), and a POST sent on one it just
+        # closed fails ("Server disconnected"), e.g. the first requests of the next training step.
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=30, sock_read=self.timeout_s))
 
     async def _run(self, rid: str, stream: _Stream, payload: dict) -> None:
@@ -257,20 +267,20 @@ class ServerEngine:
 
     def _token(self, rid: str, token: int, logprob: float, top: dict[str, float]) -> TokenOutput:
         """Lay the streamed top-k out as the colocated engine does: k ranked slots, then the sampled token when
-        it falls outside them (the server then sends k + 1 entries)."""
+        it falls outside them (the server then sends k + 1 entries). Keys read "token_id:<id>"."""
         k = self._k
-        ranked = sorted(((int(_TOKEN.match(key).group(1)), v) for key, v in top.items()), key=lambda x: -x[1])
-        extra = None
-        if len(ranked) > k:
-            extra = next(item for item in ranked if item[0] == token)
-            ranked.remove(extra)
+        ids = np.fromiter((int(key[_ID_AT:]) for key in top), dtype=np.int64, count=len(top))
+        lps = np.fromiter(top.values(), dtype=np.float64, count=len(top))
+        if len(ids) > k:  # the sampled token is the extra entry
+            keep = ids != token
+            extra_lp = lps[~keep][0]
+            ids, lps = ids[keep], lps[keep]
+        order = np.argsort(-lps, kind="stable")[:k]
         top_ids = np.full(k + 1, -1, dtype=np.int64)
         top_lps = np.full(k + 1, -np.inf)
-        m = min(k, len(ranked))
-        top_ids[:m] = [i for i, _ in ranked[:m]]
-        top_lps[:m] = [v for _, v in ranked[:m]]
-        if extra is not None:
-            top_ids[k], top_lps[k] = extra
+        top_ids[: len(order)], top_lps[: len(order)] = ids[order], lps[order]
+        if len(top) > k:
+            top_ids[k], top_lps[k] = token, extra_lp
         return TokenOutput(rid, int(token), float(logprob), top_ids, top_lps, False, None)
 
     def _probe_logprobs_mode(self) -> bool:
