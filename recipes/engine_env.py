@@ -34,3 +34,18 @@ def cpu_engine_env(kv_cache_gib: int = 1, env: MutableMapping[str, str] | None =
     for key, value in defaults.items():
         env.setdefault(key, value)
     return env
+
+
+# Set for (or by) an engine inside this process, never for a server started from it: a server runs its
+# engine core in its own process, and an in-process CPU worker names its shared memory after
+# VLLM_DIST_IDENT (a server that inherited a colocated engine's ident had its engine shut down mid-run).
+IN_PROCESS_ONLY = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_DIST_IDENT")
+
+
+def server_env(cpu: bool) -> dict[str, str]:
+    """The environment of a `vllm serve` started from this process: this one's, with the CPU defaults when
+    `cpu` (the CPU build), less `IN_PROCESS_ONLY`."""
+    env = cpu_engine_env(env=dict(os.environ)) if cpu else dict(os.environ)
+    for key in IN_PROCESS_ONLY:
+        env.pop(key, None)
+    return dict(env)

@@ -27,6 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from recipes.engine_env import server_env
 from rollout.vllm_engine import is_cpu_build
 
 EAGER_FLAGS = ["--enable-prefix-caching", "--logprobs-mode", "processed_logprobs", "--generation-config", "vllm",
@@ -36,30 +37,18 @@ CPU_FLAGS = ["--enforce-eager", "--block-size", "32", "--no-enable-chunked-prefi
 
 def serve_command(model: str, port: int, *, max_model_len: int | None = None, dtype: str = "auto",
                   train: bool = False, dev_mode: bool = True, extra: list[str] = ()) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment of a server for `model` on `port` (train: with TRL's NCCL weight transfer;
-    dev_mode: the endpoints TRL's weight sync needs)."""
+    """The argv and whole environment of a server for `model` on `port` (train: with TRL's NCCL weight
+    transfer; dev_mode: the endpoints TRL's weight sync needs)."""
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port),
             "--dtype", dtype, *EAGER_FLAGS]
-    env = {"VLLM_SERVER_DEV_MODE": "1" if dev_mode else "0"}
+    env = {**server_env(is_cpu_build()), "VLLM_SERVER_DEV_MODE": "1" if dev_mode else "0"}
     if max_model_len:
         argv += ["--max-model-len", str(max_model_len)]
     if is_cpu_build():
         argv += [*CPU_FLAGS, "--max-num-batched-tokens", str(max(4096, max_model_len or 0))]
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"))
     elif train:
         argv += ["--weight-transfer-config", '{"backend": "nccl"}']
     return argv + list(extra), env
-
-
-# Set in this process by an in-process vLLM engine, never to be inherited by a server: the CPU worker names
-# its shared memory after VLLM_DIST_IDENT (a server that inherited a colocated engine's ident had its
-# engine core shut down mid-run), and a server always runs its engine core in its own process.
-NOT_INHERITED = ("VLLM_DIST_IDENT", "VLLM_ENABLE_V1_MULTIPROCESSING")
-
-
-def server_environ() -> dict[str, str]:
-    """This process's environment, less what an in-process engine set for itself."""
-    return {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
 
 
 def free_port() -> int:
@@ -76,7 +65,7 @@ class LocalServer:
         argv, env = serve_command(model, port, **kw)
         self.url = f"http://127.0.0.1:{port}"
         self._log = open(log, "w")  # noqa: SIM115 - open for the process's lifetime
-        self.proc = subprocess.Popen(argv, env={**server_environ(), **env}, stdout=self._log,
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready(startup_s, log)
 
@@ -124,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     args, extra = parser.parse_known_args(argv)
     cmd, env = serve_command(args.model, args.port, max_model_len=args.max_model_len, dtype=args.dtype,
                              train=args.train, extra=extra)
-    print(" ".join(f"{k}={v}" for k, v in env.items()), " ".join(cmd), flush=True)
-    os.execve(cmd[0], cmd, {**server_environ(), **env})
+    print("VLLM_SERVER_DEV_MODE=" + env["VLLM_SERVER_DEV_MODE"], " ".join(cmd), flush=True)
+    os.execve(cmd[0], cmd, env)
 
 
 if __name__ == "__main__":
