@@ -18,6 +18,20 @@ def exact_verifier(tokenizer: Any, golds: list[str]) -> GoldVerifier:
     return GoldVerifier(decoder(tokenizer), golds, lambda text, gold: float(extract_boxed(text) == gold))
 
 
+def arithmetic_batch(n: int) -> tuple[str, Any, list, list[list[int]], GoldVerifier]:
+    """The arithmetic model's first `n` held-out problems: (model dir, tokenizer, problems, prompt ids, verifier)."""
+    from transformers import AutoTokenizer
+
+    from recipes.arithmetic.pretrain import ensure_model
+    from recipes.arithmetic.task import heldout_problems
+
+    model_dir = str(ensure_model())
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    problems = heldout_problems(n)
+    prompts = [tokenizer(p.prompt)["input_ids"] for p in problems]
+    return model_dir, tokenizer, problems, prompts, exact_verifier(tokenizer, [p.answer for p in problems])
+
+
 def math_verifier(tokenizer: Any, golds: list[str]) -> GoldVerifier:
     """Right when math-verify accepts the last boxed answer (`rewards.Verifier`)."""
     return GoldVerifier(decoder(tokenizer), golds)

@@ -30,7 +30,7 @@ from recipes.engine_env import cpu_engine_env
 
 cpu_engine_env()
 
-from benchmarks.common import exact_verifier  # noqa: E402  (after the engine's environment is set)
+from benchmarks.common import arithmetic_batch  # noqa: E402  (after the engine's environment is set)
 
 METHODS = {"parallel": dict(method="parallel"), "eager": dict(method="eager", online=True)}
 
@@ -81,20 +81,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--server_args", default="", help="more `vllm serve` flags, space-separated")
     args = ap.parse_args(argv)
 
-    from transformers import AutoTokenizer
-
-    from recipes.arithmetic.pretrain import ensure_model
-    from recipes.arithmetic.task import heldout_problems
     from recipes.serve import LocalServer, free_port
     from rollout import EagerConfig, generate
     from rollout.server_engine import ServerEngine
     from rollout.vllm_engine import VLLMEngine, build_llm
 
-    model = str(ensure_model())
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    problems = heldout_problems(args.prompts)
-    prompts = [tokenizer(p.prompt)["input_ids"] for p in problems]
-    verifier = exact_verifier(tokenizer, [p.answer for p in problems])
+    model, _, _, prompts, verifier = arithmetic_batch(args.prompts)
     colocated = VLLMEngine(build_llm(model, dtype="float32", max_model_len=256, seed=args.seed))
     width = colocated.max_running
     log = Path(tempfile.mkdtemp(prefix="eager-server-")) / "server.log"

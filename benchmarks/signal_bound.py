@@ -59,19 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    from transformers import AutoTokenizer
-
-    from recipes.arithmetic.pretrain import ensure_model
-    from recipes.arithmetic.task import heldout_problems
-    from benchmarks.common import exact_verifier
+    from benchmarks.common import arithmetic_batch
     from rollout import EagerConfig, generate
     from rollout.vllm_engine import VLLMEngine, build_llm
 
-    model_dir = str(ensure_model())
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    problems = heldout_problems(args.n)
-    prompts = [tokenizer(p.prompt)["input_ids"] for p in problems]
-    verifier = exact_verifier(tokenizer, [p.answer for p in problems])
+    model_dir, _, _, prompts, verifier = arithmetic_batch(args.n)
     engine = VLLMEngine(build_llm(model_dir, dtype="float32", max_model_len=256, seed=args.seed))
     result = generate(engine, prompts, EagerConfig(method="parallel", max_sequences=args.samples, temperature=1.0,
                                                    max_new_tokens=args.max_new_tokens, seed=args.seed))
