@@ -33,6 +33,7 @@ def test_no_entry_point_keeps_its_own_copy():
               if p.name != "engine_env.py" and "VLLM_ENABLE_V1_MULTIPROCESSING" in p.read_text()]
     assert copies == []
     for name in ("recipes/demo.py", "benchmarks/tradeoff.py", "benchmarks/rollout_throughput.py",
+                 "benchmarks/server_overhead.py",
                  "benchmarks/signal_bound.py", "recipes/heldout.py"):
         assert "cpu_engine_env(" in (REPO / name).read_text(), name
 
