@@ -69,6 +69,33 @@ def trl_parallel(url: str, prompts: list[list[int]], args: argparse.Namespace) -
     return wall, sum(len(c) for c in out["completion_ids"])
 
 
+def measure(engines: dict, server, prompts: list[list[int]], verifier, args: argparse.Namespace) -> dict:
+    """Each (engine, method)'s fastest of `args.repeats` runs, with its figures; TRL's parallel through the server."""
+    from rollout import EagerConfig, generate
+
+    common = dict(max_sequences=args.max_sequences, entropy_threshold=args.threshold, temperature=1.0,
+                  max_new_tokens=args.max_new_tokens, fork_mode="resample", seed=args.seed)
+    for engine in engines.values():  # warm-up
+        generate(engine, prompts[:4], EagerConfig(method="parallel", max_sequences=2, max_new_tokens=16))
+    best: dict[tuple[str, str], dict] = {}
+    for _ in range(args.repeats):
+        for name, fields in METHODS.items():
+            cfg = EagerConfig(**common, **fields)
+            for where, engine in engines.items():
+                cpu0, start = cpu_seconds(server.proc.pid), time.perf_counter()
+                result = generate(engine, prompts, cfg, verifier=verifier if cfg.method == "eager" else None)
+                wall, cpu1 = time.perf_counter() - start, cpu_seconds(server.proc.pid)
+                if (where, name) not in best or wall < best[(where, name)]["wall_s"]:
+                    best[(where, name)] = dict(wall_s=wall, steps=result.engine_steps,
+                                               tokens=result.tokens_generated, sequences=result.n_sequences,
+                                               trees=trees(result), cpu={k: cpu1[k] - cpu0[k] for k in cpu0})
+        wall, tokens = trl_parallel(server.url, prompts, args)
+        if ("server", "trl_parallel") not in best or wall < best[("server", "trl_parallel")]["wall_s"]:
+            best[("server", "trl_parallel")] = dict(wall_s=wall, steps=0, tokens=tokens, cpu=None,
+                                                    sequences=len(prompts) * args.max_sequences, trees=None)
+    return best
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", type=int, default=64)
@@ -82,7 +109,6 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from recipes.serve import LocalServer, free_port
-    from rollout import EagerConfig, generate
     from rollout.server_engine import ServerEngine
     from rollout.vllm_engine import VLLMEngine, build_llm
 
@@ -94,28 +120,10 @@ def main(argv: list[str] | None = None) -> None:
                      extra=["--max-num-seqs", str(width), "--stream-interval", str(args.stream_interval),
                             *args.server_args.split()]) as server:
         remote = ServerEngine(server.url, model=model)
-        engines = {"colocated": colocated, "server": remote}
-        common = dict(max_sequences=args.max_sequences, entropy_threshold=args.threshold, temperature=1.0,
-                      max_new_tokens=args.max_new_tokens, fork_mode="resample", seed=args.seed)
-        for engine in engines.values():  # warm-up
-            generate(engine, prompts[:4], EagerConfig(method="parallel", max_sequences=2, max_new_tokens=16))
-        best: dict[tuple[str, str], dict] = {}
-        for _ in range(args.repeats):
-            for name, fields in METHODS.items():
-                cfg = EagerConfig(**common, **fields)
-                for where, engine in engines.items():
-                    cpu0, start = cpu_seconds(server.proc.pid), time.perf_counter()
-                    result = generate(engine, prompts, cfg, verifier=verifier if cfg.method == "eager" else None)
-                    wall, cpu1 = time.perf_counter() - start, cpu_seconds(server.proc.pid)
-                    if (where, name) not in best or wall < best[(where, name)]["wall_s"]:
-                        best[(where, name)] = dict(wall_s=wall, steps=result.engine_steps,
-                                                   tokens=result.tokens_generated, sequences=result.n_sequences,
-                                                   trees=trees(result), cpu={k: cpu1[k] - cpu0[k] for k in cpu0})
-            wall, tokens = trl_parallel(server.url, prompts, args)
-            if ("server", "trl_parallel") not in best or wall < best[("server", "trl_parallel")]["wall_s"]:
-                best[("server", "trl_parallel")] = dict(wall_s=wall, steps=0, tokens=tokens, cpu=None,
-                                                        sequences=len(prompts) * args.max_sequences, trees=None)
-        remote.close()
+        try:
+            best = measure({"colocated": colocated, "server": remote}, server, prompts, verifier, args)
+        finally:
+            remote.close()
     print(f"model={model} prompts={args.prompts} M={args.max_sequences} threshold={args.threshold} "
           f"max_new_tokens={args.max_new_tokens} engine_width={width} stream_interval={args.stream_interval} "
           f"server_args={args.server_args!r} "

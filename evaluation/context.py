@@ -118,7 +118,8 @@ class EvalContext:
 
     def engine(self) -> Any:
         if self._engine is None:
-            engine = build_engine(self.cfg, self.params["dtype"], self.device)
+            eos = model_eos_ids(self.tokenizer, self.cfg.model_name) if self.cfg.server_url else []
+            engine = build_engine(self.cfg, self.params["dtype"], self.device, eos)
             if "eglr" in self.cfg.experiment_list() or self.cfg.fork_mode == "recursion":
                 from evaluation.eglr import check_spans
 
@@ -141,12 +142,25 @@ def in_process_engine() -> None:
     os.environ[_MULTIPROC_ENV] = "0"
 
 
-def build_engine(cfg: EvalConfig, dtype: str, device: str) -> Any:
+def model_eos_ids(tokenizer: Any, model_name: str) -> list[int]:
+    """The tokenizer's end token and generation_config.json's (what vLLM stops at when it loads the model)."""
+    from transformers import GenerationConfig
+
+    ids = {tokenizer.eos_token_id} - {None}
+    try:
+        eos = GenerationConfig.from_pretrained(os.path.expanduser(model_name)).eos_token_id
+    except OSError:  # no generation_config.json
+        eos = None
+    ids.update([eos] if isinstance(eos, int) else list(eos or []))
+    return sorted(ids)
+
+
+def build_engine(cfg: EvalConfig, dtype: str, device: str, eos_token_ids: list[int] = ()) -> Any:
     t0 = time.perf_counter()
     if cfg.server_url is not None:
         from rollout.server_engine import ServerEngine
 
-        engine = ServerEngine(cfg.server_url, model=os.path.expanduser(cfg.model_name))
+        engine = ServerEngine(cfg.server_url, model=os.path.expanduser(cfg.model_name), eos_token_ids=eos_token_ids)
     elif cfg.backend == "vllm":
         in_process_engine()
         from rollout.vllm_engine import VLLMEngine, build_llm
@@ -200,7 +214,7 @@ def build_context(cfg: EvalConfig) -> EvalContext:
         # the seed's five first, then what else shapes the samples (keys as older results files have them)
         "model_name": cfg.model_name, "temperature": cfg.temperature, "entropy_threshold": cfg.entropy_threshold,
         "max_sequences": cfg.max_sequences, "seed": cfg.seed, "max_new_tokens": max_new,
-        "fork_mode": cfg.fork_mode, "backend": cfg.backend, "dtype": dtype,
+        "fork_mode": cfg.fork_mode, "backend": "vllm-server" if cfg.server_url else cfg.backend, "dtype": dtype,
         "top_logprobs": rollout_config.top_logprobs, "p99_floor": rollout_config.p99_floor,
         "branch_patience": rollout_config.branch_patience, "think_end_token_id": rollout_config.think_end_token_id,
         "eager_extra_cap": rollout_config.extra_cap, "adapt_extra_cap": rollout_config.adapt_extra_cap,

@@ -36,10 +36,12 @@ CPU_FLAGS = ["--enforce-eager", "--block-size", "32", "--no-enable-chunked-prefi
 
 
 def serve_command(model: str, port: int, *, max_model_len: int | None = None, dtype: str = "auto",
-                  train: bool = False, dev_mode: bool = True, extra: list[str] = ()) -> tuple[list[str], dict[str, str]]:
+                  train: bool = False, dev_mode: bool = True, host: str = "127.0.0.1",
+                  extra: list[str] = ()) -> tuple[list[str], dict[str, str]]:
     """The argv and whole environment of a server for `model` on `port` (train: with TRL's NCCL weight
     transfer; dev_mode: the endpoints TRL's weight sync needs)."""
-    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port),
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", host,
+            "--port", str(port),
             "--dtype", dtype, *EAGER_FLAGS]
     env = {**server_env(is_cpu_build()), "VLLM_SERVER_DEV_MODE": "1" if dev_mode else "0"}
     if max_model_len:
@@ -67,13 +69,16 @@ class LocalServer:
         self._log = open(log, "w")  # noqa: SIM115 - open for the process's lifetime
         self.proc = subprocess.Popen(argv, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready(startup_s, log)
+        try:
+            self._wait_ready(startup_s, log)
+        except BaseException:  # a failed start, Ctrl-C or a test timeout: no server left behind
+            self.stop()
+            raise
 
     def _wait_ready(self, startup_s: float, log: str | Path) -> None:
         deadline = time.monotonic() + startup_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                self.stop()
                 raise RuntimeError(f"the vLLM server exited with code {self.proc.returncode} while starting; "
                                    f"its log: {log}")
             try:
@@ -83,18 +88,24 @@ class LocalServer:
             except OSError:
                 pass
             time.sleep(1)
-        self.stop()
         raise RuntimeError(f"the vLLM server was not ready after {startup_s:.0f} s; its log: {log}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        """End the server's whole process group (its engine processes too, even when the server has exited)."""
+        self._signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self.proc.wait()
+        self._signal(signal.SIGKILL)  # whatever of the group outlived its leader
         self._log.close()
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def __enter__(self) -> LocalServer:
         return self
@@ -107,12 +118,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1", help="this machine only (dev mode exposes weight routes); "
+                        "give an address the trainers reach to serve other machines")
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--train", action="store_true", help="add TRL's NCCL weight transfer (GPU only)")
     args, extra = parser.parse_known_args(argv)
     cmd, env = serve_command(args.model, args.port, max_model_len=args.max_model_len, dtype=args.dtype,
-                             train=args.train, extra=extra)
+                             train=args.train, host=args.host, extra=extra)
     print("VLLM_SERVER_DEV_MODE=" + env["VLLM_SERVER_DEV_MODE"], " ".join(cmd), flush=True)
     os.execve(cmd[0], cmd, env)
 

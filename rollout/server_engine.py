@@ -112,7 +112,12 @@ class ServerEngine:
     """`rollout.engine.Engine` over a vLLM server's streamed `/v1/completions`."""
 
     def __init__(self, base_url: str, *, model: str | None = None, eos_token_ids: tuple[int, ...] | list[int] = (),
-                 timeout_s: float = 600.0) -> None:
+                 share: int = 1, timeout_s: float | None = None) -> None:
+        """`eos_token_ids`: the model's end tokens, sent with every request's stop ids (a server started with
+        `--generation-config vllm` does not read them from generation_config.json). `share`: processes that
+        stream from this server at once (each counts on its share of the server's width). `timeout_s`: how
+        long `step()` waits without a token from any stream before it calls the server hung (None: forever,
+        as TRL's client does; a queued request may wait long behind other processes' requests)."""
         self.info = read_server(base_url)
         check_model(self.info, model)
         if not self.info.prefix_caching:
@@ -120,7 +125,7 @@ class ServerEngine:
                 f"the vLLM server at {self.info.base_url} runs without prefix caching, so every fork would recompute "
                 f"its parent's prefix: restart it with --enable-prefix-caching ({LAUNCH_HINT}).")
         self.eos_token_ids = set(eos_token_ids)
-        self.timeout_s = timeout_s
+        self.timeout_s, self._share = timeout_s, max(1, share)
         self._url = f"{self.info.base_url}/v1/completions"
         self._k, self._temperature, self._stop, self._full = 20, 1.0, [], False
         self._streams: dict[str, _Stream] = {}
@@ -128,9 +133,14 @@ class ServerEngine:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="eager-server", daemon=True)
         self._thread.start()
-        self._session = asyncio.run_coroutine_threadsafe(self._open_session(), self._loop).result()
-        after_t = self.info.logprobs_after_temperature
-        self._after_t = self._probe_logprobs_mode() if after_t is None else after_t
+        self._session = None
+        try:
+            self._session = asyncio.run_coroutine_threadsafe(self._open_session(), self._loop).result()
+            after_t = self.info.logprobs_after_temperature
+            self._after_t = self._probe_logprobs_mode() if after_t is None else after_t
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def logprobs_after_temperature(self) -> bool:
@@ -142,8 +152,8 @@ class ServerEngine:
 
     @property
     def max_running(self) -> int | None:
-        """The server's `max_num_seqs` when it reports it (dev mode); other requests queue on the server."""
-        return self.info.max_running
+        """This process's share of the server's `max_num_seqs` when it reports it (dev mode)."""
+        return None if self.info.max_running is None else max(1, self.info.max_running // self._share)
 
     def configure(self, temperature: float, top_logprobs: int, stop_token_ids: list[int], full_vocab: bool) -> None:
         if full_vocab:
@@ -160,7 +170,7 @@ class ServerEngine:
             "model": self.info.model, "prompt": list(request.token_ids), "max_tokens": request.max_tokens, "n": 1,
             "temperature": self._temperature, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "seed": request.seed,
             "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,  # no server defaults
-            "logprobs": self._k, "stop_token_ids": self._stop, "stream": True, "return_token_ids": True,
+            "logprobs": self._k, "stop_token_ids": sorted({*self._stop, *self.eos_token_ids}), "stream": True, "return_token_ids": True,
             "return_tokens_as_token_ids": True, "skip_special_tokens": False,
         }
         stream = _Stream()
@@ -192,8 +202,8 @@ class ServerEngine:
                 if not waiting:
                     break
                 if not self._cond.wait(timeout=self.timeout_s):
-                    raise ServerError(f"the vLLM server at {self.info.base_url} sent no token for {self.timeout_s:.0f} s "
-                                      f"on {len(waiting)} requests (is it stopped or overloaded?).")
+                    raise ServerError(f"the vLLM server at {self.info.base_url} sent no token for {self.timeout_s} s "
+                                      f"on {len(waiting)} requests (is it stopped?).")
             out = []
             for rid in list(self._streams):
                 token = self._streams[rid].tokens.popleft()
@@ -209,13 +219,16 @@ class ServerEngine:
             asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=30)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+        if not self._thread.is_alive() and not self._loop.is_closed():
+            self._loop.close()
 
     async def _shutdown(self) -> None:
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in tasks:  # streams still reading their closing "[DONE]"
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._session.close()
+        if self._session is not None:
+            await self._session.close()
 
     # --- the background loop ------------------------------------------------------------------
     async def _open_session(self) -> Any:
@@ -225,8 +238,10 @@ class ServerEngine:
         # the server closes idle keep-alive connections (uvicorn: after 5 s), and a POST sent on one it just
         # closed fails ("Server disconnected"), e.g. the first requests of the next training step.
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        # No read timeout per stream: a request queued behind others sends nothing until it runs; a hung
+        # server is step()'s `timeout_s`, a dead one a closed connection.
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=30, sock_read=self.timeout_s))
+            total=None, sock_connect=30, sock_read=None))
 
     async def _run(self, rid: str, stream: _Stream, payload: dict) -> None:
         try:
@@ -267,7 +282,9 @@ class ServerEngine:
 
     def _token(self, rid: str, token: int, logprob: float, top: dict[str, float]) -> TokenOutput:
         """Lay the streamed top-k out as the colocated engine does: k ranked slots, then the sampled token when
-        it falls outside them (the server then sends k + 1 entries). Keys read "token_id:<id>"."""
+        it falls outside them (the server then sends k + 1 entries). Keys read "token_id:<id>". The server sends
+        the sampled token first, then the others in rank order; sorting by log-prob puts a sampled token that
+        ties another exactly in front of it, where vLLM's rank may not (a tie to the last bit of a float)."""
         k = self._k
         ids = np.fromiter((int(key[_ID_AT:]) for key in top), dtype=np.int64, count=len(top))
         lps = np.fromiter(top.values(), dtype=np.float64, count=len(top))

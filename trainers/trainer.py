@@ -88,7 +88,8 @@ class EagerGRPOTrainer(GRPOTrainer):
                 from rollout.server_engine import ServerEngine
 
                 self._eager_engine = ServerEngine(self.args.vllm_server_url, model=self.model.name_or_path,
-                                                  eos_token_ids=list(self.eos_token_ids))
+                                                  eos_token_ids=list(self.eos_token_ids),
+                                                  share=self.accelerator.num_processes)
             else:
                 from rollout.vllm_engine import VLLMEngine
 

@@ -22,6 +22,7 @@ def test_cpu_server_flags_and_environment(inherited, monkeypatch):
     for flag in (*serve.EAGER_FLAGS, *serve.CPU_FLAGS, "--max-model-len", "--max-num-batched-tokens"):
         assert flag in argv, flag
     assert "--weight-transfer-config" not in argv  # NCCL needs CUDA
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"  # dev mode's weight routes stay on this machine
     assert env["VLLM_SERVER_DEV_MODE"] == "1" and env["OMP_NUM_THREADS"] and env["HF_HUB_OFFLINE"] == "1"
     assert "VLLM_DIST_IDENT" not in env and "VLLM_ENABLE_V1_MULTIPROCESSING" not in env
 

@@ -104,9 +104,14 @@ def test_server_trees_match_the_colocated_engine(variant, remote, colocated, pro
     assert not remote.has_unfinished()
 
 
-def test_server_reports_its_settings(remote):
+def test_server_reports_its_settings(server, remote):
     assert remote.logprobs_after_temperature  # processed_logprobs, as TRL's colocated engine
     assert remote.max_model_len == 256 and remote.max_running and remote.info.prefix_caching
+    shared = ServerEngine(server.url, share=3)  # three processes streaming from one server
+    try:
+        assert shared.max_running == remote.max_running // 3
+    finally:
+        shared.close()
 
 
 def test_abort_drops_a_running_stream(remote, prompts):
@@ -145,8 +150,9 @@ def test_a_server_without_prefix_caching_is_refused(tmp_path_factory):
 def test_a_server_killed_mid_step_fails_the_step_with_its_url(tmp_path_factory, prompts):
     """Deterministic: the kill comes between two steps, and the fork added after it can never connect."""
     srv = start(tmp_path_factory, dev_mode=False)
-    engine = ServerEngine(srv.url, eos_token_ids=[EOS_ID])
+    engine = None
     try:
+        engine = ServerEngine(srv.url, eos_token_ids=[EOS_ID])
         assert engine.logprobs_after_temperature  # no dev mode: probed (T=1 and T=2 log-probs differ)
         engine.configure(1.0, 20, [EOS_ID], False)
         for i, p in enumerate(prompts):
@@ -160,5 +166,6 @@ def test_a_server_killed_mid_step_fails_the_step_with_its_url(tmp_path_factory, 
             while engine.has_unfinished():
                 engine.step()
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
         srv.stop()

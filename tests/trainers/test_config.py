@@ -22,8 +22,11 @@ def test_default_is_trl_parallel_and_needs_no_vllm(tmp_path):
 def test_server_mode_is_accepted_and_names_trls_url(tmp_path):
     args = make_args(tmp_path, rollout_generator="eager", vllm_mode="server", vllm_server_port=8123)
     assert args.vllm_server_url == "http://0.0.0.0:8123"
-    args = make_args(tmp_path, rollout_generator="eager", vllm_mode="server", vllm_server_base_url="http://gen:9000")
+    args = make_args(tmp_path, rollout_generator="eager", vllm_mode="server", vllm_server_base_url="http://gen:9000",
+                     vllm_enable_sleep_mode=True)  # the server's business, not the rollout's
     assert args.vllm_server_url == "http://gen:9000"
+    with pytest.raises(ValueError, match="vllm_enable_sleep_mode"):
+        make_args(tmp_path, rollout_generator="eager", vllm_enable_sleep_mode=True)  # colocated: refused
 
 
 def test_eager_config_valid(tmp_path):
@@ -37,7 +40,6 @@ def test_eager_config_valid(tmp_path):
     [
         ({"rollout_generator": "beam"}, ["rollout_generator", "parallel", "eager_init"]),
         ({"use_vllm": False}, ["use_vllm=True"]),
-        ({"vllm_mode": "server", "vllm_enable_sleep_mode": True, "use_vllm": False}, ["use_vllm=True"]),
         ({"loss_type": "grpo"}, ["loss_type", "dapo", "bnpo", "cispo", "dilute"]),
         ({"loss_type": "sapo"}, ["loss_type"]),
         ({"loss_type": "luspo"}, ["loss_type"]),

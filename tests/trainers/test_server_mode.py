@@ -76,31 +76,40 @@ def test_grpo_steps_generate_on_the_server(server, untied_model, tmp_path, monke
 
     last = load_file(str(tmp_path / "pushed" / "model.safetensors"))
     assert any(not torch.equal(last[n], before[n]) for n in last if n in before)
-    check_server_samples_from(engine, trainer, last, pushed)
+    try:
+        check_server_samples_from(engine, trainer, last, pushed, before)
+    finally:
+        engine.close()
 
 
-def check_server_samples_from(engine, trainer, weights: dict, params: dict) -> None:
-    """The server's log-probs of its own samples are the trainer model's, loaded with `weights`."""
+def check_server_samples_from(engine, trainer, weights: dict, params: dict, initial: dict) -> None:
+    """The server's log-probs of its own samples are the trainer model's loaded with `weights`, and measurably
+    not its log-probs under the `initial` weights (so the check can fail)."""
     from rollout.engine import Request
 
-    model = trainer.model
+    prompt = trainer.processing_class("Question 3: what is 3 plus 3?")["input_ids"]
+    engine.configure(1.0, 5, [], False)
+    engine.add(Request("check", prompt, 6, seed=1))
+    tokens = []
+    while engine.has_unfinished():
+        tokens += engine.step()
+    ids = torch.tensor([prompt + [t.token_id for t in tokens]])
+    served = np.array([t.logprob for t in tokens])
+    np.testing.assert_allclose(served, policy_logprobs(trainer.model, params, weights, ids, len(prompt)), atol=2e-3)
+    assert np.abs(served - policy_logprobs(trainer.model, params, initial, ids, len(prompt))).max() > 1e-2
+
+
+def policy_logprobs(model, params: dict, weights: dict, ids, prompt_len: int) -> np.ndarray:
+    """Log-probs of `ids`' completion under `model` loaded with `weights` (its own weights restored after)."""
     with torch.no_grad():
         saved = {n: p.detach().clone() for n, p in params.items()}
         for n, p in params.items():
             if n in weights:
                 p.copy_(weights[n])
-        prompt = trainer.processing_class("Question 3: what is 3 plus 3?")["input_ids"]
-        engine.configure(1.0, 5, [], False)
-        engine.add(Request("check", prompt, 6, seed=1))
-        tokens = []
-        while engine.has_unfinished():
-            tokens += engine.step()
-        ids = torch.tensor([prompt + [t.token_id for t in tokens]])
-        logits = model(ids).logits[0, len(prompt) - 1 : -1].double()
-        ref = torch.log_softmax(logits, -1)[torch.arange(len(tokens)), ids[0, len(prompt):]].numpy()
+        logits = model(ids).logits[0, prompt_len - 1 : -1].double()
         for n, p in params.items():
             p.copy_(saved[n])
-    np.testing.assert_allclose([t.logprob for t in tokens], ref, atol=2e-3)
+    return torch.log_softmax(logits, -1)[torch.arange(ids.shape[1] - prompt_len), ids[0, prompt_len:]].numpy()
 
 
 def test_two_processes_share_one_server(server, untied_model, tmp_path):
@@ -127,6 +136,7 @@ def test_a_server_on_another_model_is_refused_at_the_first_step(server, tiny_mod
                                train_dataset=Dataset.from_list(rows(8)))
     with pytest.raises(ServerError, match="--served-model-name"):
         trainer.train()
+    assert trainer._eager_engine is None  # refused before any stream opened
 
 
 # --- the NCCL weight push: TRL 1.16's client against vLLM 0.32 ------------------------------------------------------
