@@ -9,8 +9,9 @@ sequences) and online eager (stop at the first right answer, the freed budget to
 prompts); through the server also `trl_parallel`, what TRL's server mode does for
 `rollout_generator: parallel`: one `VLLMClient.generate` call, n = M per prompt, not streamed.
 Beside each run: the CPU seconds the server's API process, its engine processes and this client
-process spent in it (two cores in all here). Each engine is warmed up; the runs alternate `--repeats` times and each (engine, method) keeps
-its fastest. The trees are compared too: the same seeds must give the same trees on both engines.
+process spent in it (two cores in all here). Each engine is warmed up; the runs alternate
+`--repeats` times and each (engine, method) keeps its fastest. The trees are compared too: the
+same seeds must give the same trees on both engines.
 
 Last lines, in this order:
 `server_time_ratio` (online eager through the server / colocated; target <= 1.5),

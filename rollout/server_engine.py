@@ -170,8 +170,8 @@ class ServerEngine:
             "model": self.info.model, "prompt": list(request.token_ids), "max_tokens": request.max_tokens, "n": 1,
             "temperature": self._temperature, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "seed": request.seed,
             "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,  # no server defaults
-            "logprobs": self._k, "stop_token_ids": sorted({*self._stop, *self.eos_token_ids}), "stream": True, "return_token_ids": True,
-            "return_tokens_as_token_ids": True, "skip_special_tokens": False,
+            "logprobs": self._k, "stop_token_ids": sorted({*self._stop, *self.eos_token_ids}), "stream": True,
+            "return_token_ids": True, "return_tokens_as_token_ids": True, "skip_special_tokens": False,
         }
         stream = _Stream()
         with self._cond:

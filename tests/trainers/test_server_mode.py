@@ -169,8 +169,10 @@ def test_trl_payloads_parse_as_the_pinned_vllm_types(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
     monkeypatch.setattr(vllm_client, "open_trainer_endpoint", lambda info: endpoints.append(info) or "group")
     monkeypatch.setattr(vllm_client, "atexit", type("A", (), {"register": staticmethod(lambda f: None)}))
-    monkeypatch.setattr(vllm_client, "packed_nccl_broadcast_producer",
-                        lambda iterator, group, src, post_iter_func: streamed.extend(post_iter_func(x) for x in iterator))
+    def broadcast(iterator, group, src, post_iter_func):  # TRL's call, without NCCL
+        streamed.extend(post_iter_func(x) for x in iterator)
+
+    monkeypatch.setattr(vllm_client, "packed_nccl_broadcast_producer", broadcast)
     client.init_communicator(device="cuda:0")
     init = posted["init_weight_transfer_engine"]["init_info"]
     assert endpoints == [init] and client.communicator == "group"
