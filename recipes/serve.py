@@ -28,11 +28,20 @@ import urllib.request
 from pathlib import Path
 
 from recipes.engine_env import server_env
-from rollout.vllm_engine import is_cpu_build
+from rollout.vllm_engine import CPU_ENGINE_KWARGS, is_cpu_build
 
 EAGER_FLAGS = ["--enable-prefix-caching", "--logprobs-mode", "processed_logprobs", "--generation-config", "vllm",
                "--skip-tokenizer-init", "--disable-uvicorn-access-log"]
-CPU_FLAGS = ["--enforce-eager", "--block-size", "32", "--no-enable-chunked-prefill"]  # see CPU_NO_CHUNKED_PREFILL
+def cli_flags(kwargs: dict) -> list[str]:
+    """Engine keyword arguments as `vllm serve` flags (True: --name, False: --no-name, else --name value)."""
+    flags: list[str] = []
+    for key, value in kwargs.items():
+        name = key.replace("_", "-")
+        flags += [f"--{name}"] if value is True else [f"--no-{name}"] if value is False else [f"--{name}", str(value)]
+    return flags
+
+
+CPU_FLAGS = cli_flags(CPU_ENGINE_KWARGS)  # the CPU settings every engine here gets (rollout.vllm_engine)
 
 
 def serve_command(model: str, port: int, *, max_model_len: int | None = None, dtype: str = "auto",

@@ -127,7 +127,7 @@ class ServerEngine:
         self.eos_token_ids = set(eos_token_ids)
         self.timeout_s, self._share = timeout_s, max(1, share)
         self._url = f"{self.info.base_url}/v1/completions"
-        self._k, self._temperature, self._stop, self._full = 20, 1.0, [], False
+        self._k, self._temperature, self._stop = 20, 1.0, sorted(self.eos_token_ids)
         self._streams: dict[str, _Stream] = {}
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -163,14 +163,16 @@ class ServerEngine:
             raise ServerError(f"top_logprobs={top_logprobs} but the server at {self.info.base_url} returns at most "
                               f"{self.info.max_logprobs}: lower top_logprobs or restart it with --max-logprobs "
                               f"{top_logprobs}.")
-        self._temperature, self._k, self._stop = temperature, top_logprobs, list(stop_token_ids)
+        # The model's end tokens go with the caller's: a server on `--generation-config vllm` reads none itself.
+        self._temperature, self._k = temperature, top_logprobs
+        self._stop = sorted({*stop_token_ids, *self.eos_token_ids})
 
     def add(self, request: Request) -> None:
         payload = {
             "model": self.info.model, "prompt": list(request.token_ids), "max_tokens": request.max_tokens, "n": 1,
             "temperature": self._temperature, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "seed": request.seed,
             "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,  # no server defaults
-            "logprobs": self._k, "stop_token_ids": sorted({*self._stop, *self.eos_token_ids}), "stream": True,
+            "logprobs": self._k, "stop_token_ids": self._stop, "stream": True,
             "return_token_ids": True, "return_tokens_as_token_ids": True, "skip_special_tokens": False,
         }
         stream = _Stream()

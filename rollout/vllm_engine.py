@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 # seed has its prompt split across steps by chunked prefill: it rewinds the request's generator,
 # which CPU generators cannot do. Every request here carries a seed, so prompts are never split.
 CPU_NO_CHUNKED_PREFILL = {"enable_chunked_prefill": False}
+# Every CPU-build engine (this module's, TRL's colocated one, a `vllm serve`): no minutes-long compile, and
+# KV blocks small enough that short shared prefixes hit the prefix cache (the CPU default is 128 tokens).
+CPU_ENGINE_KWARGS = {"enforce_eager": True, "block_size": 32, **CPU_NO_CHUNKED_PREFILL}
 
 
 def is_cpu_build() -> bool:
@@ -63,7 +66,7 @@ def build_llm(
         opts["max_logprobs"] = -1
     if is_cpu_build():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-        opts.update(enforce_eager=True, block_size=32, **CPU_NO_CHUNKED_PREFILL)
+        opts.update(CPU_ENGINE_KWARGS)
         if max_model_len:  # unchunked, one step must hold a whole prompt
             opts["max_num_batched_tokens"] = max(4096, max_model_len)
     else:

@@ -19,14 +19,9 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rollout.vllm_engine import repack_lm_head
+from rollout.vllm_engine import CPU_ENGINE_KWARGS, repack_lm_head
 
 logger = logging.getLogger(__name__)
-
-# The CPU build compiles the model for about a minute unless told not to; short shared prefixes only
-# hit the prefix cache with blocks smaller than the CPU default of 128 tokens; chunked prefill crashes
-# the CPU build on seeded requests (see rollout.vllm_engine.CPU_NO_CHUNKED_PREFILL).
-CPU_ENGINE_KWARGS = {"enforce_eager": True, "block_size": 32, "enable_chunked_prefill": False}
 
 
 def cpu_build() -> bool:
