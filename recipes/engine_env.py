@@ -17,6 +17,10 @@ def cpu_engine_env(kv_cache_gib: int = 1, env: MutableMapping[str, str] | None =
     - OMP_NUM_THREADS=1: two threads on 2 vCPUs made vLLM's decode erratic and slower.
     - VLLM_ENABLE_V1_MULTIPROCESSING=0: the engine runs in this process, as TRL's colocated one
       does; the step loop drives it from here, and no engine process outlives a killed parent.
+      A server's engine core runs in a process of its own whatever this says; there it keeps the
+      model inside that process, as on one GPU. Otherwise the CPU build starts one more process
+      for the model and the engine core spin-waits on it (`sched_yield`), the core that a 2-core
+      machine's API server and client need.
     - VLLM_CPU_KVCACHE_SPACE=`kv_cache_gib`: the KV cache in GiB; vLLM's CPU default takes
       about 10, more than these small models need and more than a small machine can spare.
     - HF_HUB_OFFLINE=1, HF_HUB_DISABLE_TELEMETRY=1: every model and tokenizer here is local.
@@ -36,16 +40,19 @@ def cpu_engine_env(kv_cache_gib: int = 1, env: MutableMapping[str, str] | None =
     return env
 
 
-# Set for (or by) an engine inside this process, never for a server started from it: a server runs its
-# engine core in its own process, and an in-process CPU worker names its shared memory after
-# VLLM_DIST_IDENT (a server that inherited a colocated engine's ident had its engine shut down mid-run).
-IN_PROCESS_ONLY = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_DIST_IDENT")
+# Set by an engine inside this process, never for a server started from it: an in-process CPU worker
+# names its shared memory after VLLM_DIST_IDENT (a server that inherited a colocated engine's ident had
+# its engine shut down mid-run).
+IN_PROCESS_ONLY = ("VLLM_DIST_IDENT",)
 
 
 def server_env(cpu: bool) -> dict[str, str]:
-    """The environment of a `vllm serve` started from this process: this one's, with the CPU defaults when
-    `cpu` (the CPU build), less `IN_PROCESS_ONLY`."""
-    env = cpu_engine_env(env=dict(os.environ)) if cpu else dict(os.environ)
+    """The environment of a `vllm serve` started from this process: this one's less `IN_PROCESS_ONLY`, with
+    the CPU defaults when `cpu` (the CPU build); a GPU server gets no multiprocessing setting of ours."""
+    env = dict(os.environ)
     for key in IN_PROCESS_ONLY:
         env.pop(key, None)
-    return dict(env)
+    if cpu:
+        return dict(cpu_engine_env(env=env))
+    env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+    return env

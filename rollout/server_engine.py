@@ -129,6 +129,7 @@ class ServerEngine:
         self._url = f"{self.info.base_url}/v1/completions"
         self._k, self._temperature, self._stop = 20, 1.0, sorted(self.eos_token_ids)
         self._streams: dict[str, _Stream] = {}
+        self._waiting: set[str] = set()  # running requests with no token in hand: step() waits for these
         self._cond = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="eager-server", daemon=True)
@@ -178,11 +179,13 @@ class ServerEngine:
         stream = _Stream()
         with self._cond:
             self._streams[request.request_id] = stream
+            self._waiting.add(request.request_id)
         stream.future = asyncio.run_coroutine_threadsafe(self._run(request.request_id, stream, payload), self._loop)
 
     def abort(self, request_ids: list[str]) -> None:
         with self._cond:
             dropped = [self._streams.pop(rid) for rid in request_ids if rid in self._streams]
+            self._waiting.difference_update(request_ids)
         for stream in dropped:  # closing the stream aborts the request on the server
             stream.future.cancel()
 
@@ -193,25 +196,24 @@ class ServerEngine:
     def step(self) -> list[TokenOutput]:
         """One token of every running request (waits for the slowest; raises if the server failed)."""
         with self._cond:
-            while True:
-                waiting = [(rid, s) for rid, s in self._streams.items() if not s.tokens]
-                broken = [(rid, s) for rid, s in waiting if s.error is not None or s.ended]
+            while self._waiting:
+                broken = [rid for rid in self._waiting if self._streams[rid].ended]
                 if broken:
-                    rid, s = broken[0]
+                    rid, s = broken[0], self._streams[broken[0]]
                     raise ServerError(f"the vLLM server at {self.info.base_url} failed request {rid} mid-stream "
                                       f"({s.error or 'the stream ended without a finish reason'}); this step's "
                                       "unfinished rollouts are lost.")
-                if not waiting:
-                    break
                 if not self._cond.wait(timeout=self.timeout_s):
-                    raise ServerError(f"the vLLM server at {self.info.base_url} sent no token for {self.timeout_s} s "
-                                      f"on {len(waiting)} requests (is it stopped?).")
+                    raise ServerError(f"the vLLM server at {self.info.base_url} left {len(self._waiting)} requests "
+                                      f"without a token for {self.timeout_s} s (is it stopped?).")
             out = []
-            for rid in list(self._streams):
-                token = self._streams[rid].tokens.popleft()
+            for rid, stream in list(self._streams.items()):
+                token = stream.tokens.popleft()
                 out.append(token)
                 if token.finished:
                     del self._streams[rid]
+                elif not stream.tokens:
+                    self._waiting.add(rid)
             return out
 
     def close(self) -> None:
@@ -256,7 +258,10 @@ class ServerEngine:
                     tokens = self._tokens(rid, json.loads(line[6:]))
                     with self._cond:
                         stream.tokens.extend(tokens)
-                        self._cond.notify_all()
+                        if tokens and self._streams.get(rid) is stream:
+                            self._waiting.discard(rid)
+                            if not self._waiting:  # one wake-up a step, not one a token
+                                self._cond.notify_all()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a dead server, a refused request: the driver hears it at its next step

@@ -114,6 +114,34 @@ def test_server_reports_its_settings(server, remote):
         shared.close()
 
 
+def test_the_cpu_server_runs_the_model_inside_its_engine_core(server):
+    """No process of its own for the model: the engine core would spin-wait on it (recipes.engine_env)."""
+    import psutil
+
+    titles = [" ".join(p.cmdline()) for p in psutil.Process(server.proc.pid).children(recursive=True)]
+    assert any("VLLM::EngineCore" in t for t in titles) and not any("VLLM::Worker" in t for t in titles), titles
+
+
+def test_a_stopped_server_times_out_with_its_url(server, prompts):
+    """Deterministic: the server is SIGSTOPped between two steps and a request added after can get no token."""
+    engine = ServerEngine(server.url, eos_token_ids=[EOS_ID])
+    try:
+        engine.configure(1.0, 20, [EOS_ID], False)
+        engine.add(Request("a", prompts[0], 100, seed=1))
+        (first,) = engine.step()
+        engine.timeout_s = 1.0  # from here on nothing can arrive
+        os.killpg(server.proc.pid, signal.SIGSTOP)
+        try:
+            engine.add(Request("fork", prompts[0] + [first.token_id], 99, seed=2))
+            with pytest.raises(ServerError, match=f"{server.url} left [12] requests without a token for 1.0 s"):
+                while engine.has_unfinished():
+                    engine.step()
+        finally:
+            os.killpg(server.proc.pid, signal.SIGCONT)
+    finally:
+        engine.close()
+
+
 def test_abort_drops_a_running_stream(remote, prompts):
     remote.configure(1.0, 20, [EOS_ID], False)
     remote.add(Request("a", prompts[0], 100, seed=1))
