@@ -32,6 +32,7 @@ from recipes.engine_env import cpu_engine_env
 cpu_engine_env()
 
 from benchmarks.common import arithmetic_batch  # noqa: E402  (after the engine's environment is set)
+from rollout.server_engine import STREAM_INTERVAL  # noqa: E402
 
 METHODS = {"parallel": dict(method="parallel"), "eager": dict(method="eager", online=True)}
 
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max_new_tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--stream_interval", type=int, default=1, help="the server's --stream-interval (tokens a chunk)")
+    ap.add_argument("--stream_interval", type=int, default=STREAM_INTERVAL,
+                    help="tokens per streamed chunk (the adapter's stream_interval)")
     ap.add_argument("--server_args", default="", help="more `vllm serve` flags, space-separated")
     args = ap.parse_args(argv)
 
@@ -118,9 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     width = colocated.max_running
     log = Path(tempfile.mkdtemp(prefix="eager-server-")) / "server.log"
     with LocalServer(model, free_port(), log=log, max_model_len=256, dtype="float32",
-                     extra=["--max-num-seqs", str(width), "--stream-interval", str(args.stream_interval),
-                            *args.server_args.split()]) as server:
-        remote = ServerEngine(server.url, model=model)
+                     extra=["--max-num-seqs", str(width), *args.server_args.split()]) as server:
+        remote = ServerEngine(server.url, model=model, stream_interval=args.stream_interval)
         try:
             best = measure({"colocated": colocated, "server": remote}, server, prompts, verifier, args)
         finally:

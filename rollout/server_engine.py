@@ -33,6 +33,10 @@ import numpy as np
 from rollout.engine import Request, TokenOutput
 
 LAUNCH_HINT = "README: 'Generation on a vLLM server' has the launch line"
+# Tokens per streamed chunk. Each chunk costs the server a response object, a JSON dump and a socket
+# write, and the client a read and a parse, whatever it holds; a fork decided at a token waits for
+# its chunk. On the CPU benchmark (benchmarks.server_overhead) 4 was fastest of 1, 2, 4, 8 and 16.
+STREAM_INTERVAL = 4
 _ID_AT = len("token_id:")  # top log-prob keys with return_tokens_as_token_ids
 
 
@@ -112,12 +116,15 @@ class ServerEngine:
     """`rollout.engine.Engine` over a vLLM server's streamed `/v1/completions`."""
 
     def __init__(self, base_url: str, *, model: str | None = None, eos_token_ids: tuple[int, ...] | list[int] = (),
-                 share: int = 1, timeout_s: float | None = None) -> None:
+                 share: int = 1, timeout_s: float | None = None, stream_interval: int = STREAM_INTERVAL) -> None:
         """`eos_token_ids`: the model's end tokens, sent with every request's stop ids (a server started with
         `--generation-config vllm` does not read them from generation_config.json). `share`: processes that
         stream from this server at once (each counts on its share of the server's width). `timeout_s`: how
         long `step()` waits without a token from any stream before it calls the server hung (None: forever,
-        as TRL's client does; a queued request may wait long behind other processes' requests)."""
+        as TRL's client does; a queued request may wait long behind other processes' requests).
+        `stream_interval`: tokens per streamed chunk (a server started with a larger `--stream-interval` wins)."""
+        if stream_interval < 1:
+            raise ValueError(f"stream_interval={stream_interval}: a chunk holds at least 1 token.")
         self.info = read_server(base_url)
         check_model(self.info, model)
         if not self.info.prefix_caching:
@@ -125,7 +132,7 @@ class ServerEngine:
                 f"the vLLM server at {self.info.base_url} runs without prefix caching, so every fork would recompute "
                 f"its parent's prefix: restart it with --enable-prefix-caching ({LAUNCH_HINT}).")
         self.eos_token_ids = set(eos_token_ids)
-        self.timeout_s, self._share = timeout_s, max(1, share)
+        self.timeout_s, self._share, self._interval = timeout_s, max(1, share), stream_interval
         self._url = f"{self.info.base_url}/v1/completions"
         self._k, self._temperature, self._stop = 20, 1.0, sorted(self.eos_token_ids)
         self._streams: dict[str, _Stream] = {}
@@ -168,14 +175,19 @@ class ServerEngine:
         self._temperature, self._k = temperature, top_logprobs
         self._stop = sorted({*stop_token_ids, *self.eos_token_ids})
 
-    def add(self, request: Request) -> None:
-        payload = {
+    def payload(self, request: Request) -> dict:
+        """The `/v1/completions` body of one sequence."""
+        return {
             "model": self.info.model, "prompt": list(request.token_ids), "max_tokens": request.max_tokens, "n": 1,
             "temperature": self._temperature, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "seed": request.seed,
             "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,  # no server defaults
             "logprobs": self._k, "stop_token_ids": self._stop, "stream": True,
             "return_token_ids": True, "return_tokens_as_token_ids": True, "skip_special_tokens": False,
+            "stream_interval": self._interval,
         }
+
+    def add(self, request: Request) -> None:
+        payload = self.payload(request)
         stream = _Stream()
         with self._cond:
             self._streams[request.request_id] = stream

@@ -142,6 +142,21 @@ def test_a_stopped_server_times_out_with_its_url(server, prompts):
         engine.close()
 
 
+def test_every_field_the_adapter_sends_is_in_the_servers_schema(server, remote, prompts):
+    """vLLM logs and drops a body field it does not know: a renamed one would silently stop working."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/openapi.json") as resp:
+        spec = json.load(resp)
+    ref = spec["paths"]["/v1/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    known = set(spec["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"])
+    sent = set(remote.payload(Request("r", prompts[0], 8, seed=1)))
+    assert "stream_interval" in sent and sent <= known, sent - known
+    with pytest.raises(ValueError, match="stream_interval=0"):
+        ServerEngine(server.url, stream_interval=0)
+
+
 def test_abort_drops_a_running_stream(remote, prompts):
     remote.configure(1.0, 20, [EOS_ID], False)
     remote.add(Request("a", prompts[0], 100, seed=1))
