@@ -57,6 +57,16 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
     return times
 
 
+def server_steps(url: str) -> int:
+    """Engine steps the server has run so far (the count of its per-step token histogram)."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics") as resp:
+        metrics = resp.read().decode()
+    return int(float(re.search(r"^vllm:iteration_tokens_total_count\{[^}]*\} (\S+)", metrics, re.M).group(1)))
+
+
 def trl_parallel(url: str, prompts: list[list[int]], args: argparse.Namespace) -> tuple[float, int]:
     """TRL's server-mode sampling for `rollout_generator: parallel`: (wall seconds, completion tokens)."""
     import trainers  # noqa: F401  (TRL's vLLM-range warning, silenced as the trainer does)
@@ -84,16 +94,18 @@ def measure(engines: dict, server, prompts: list[list[int]], verifier, args: arg
         for name, fields in METHODS.items():
             cfg = EagerConfig(**common, **fields)
             for where, engine in engines.items():
+                steps0 = server_steps(server.url)
                 cpu0, start = cpu_seconds(server.proc.pid), time.perf_counter()
                 result = generate(engine, prompts, cfg, verifier=verifier if cfg.method == "eager" else None)
                 wall, cpu1 = time.perf_counter() - start, cpu_seconds(server.proc.pid)
+                served = server_steps(server.url) - steps0  # to within the last step (its stats trail its tokens)
                 if (where, name) not in best or wall < best[(where, name)]["wall_s"]:
-                    best[(where, name)] = dict(wall_s=wall, steps=result.engine_steps,
+                    best[(where, name)] = dict(wall_s=wall, steps=result.engine_steps, server_steps=served,
                                                tokens=result.tokens_generated, sequences=result.n_sequences,
                                                trees=trees(result), cpu={k: cpu1[k] - cpu0[k] for k in cpu0})
         wall, tokens = trl_parallel(server.url, prompts, args)
         if ("server", "trl_parallel") not in best or wall < best[("server", "trl_parallel")]["wall_s"]:
-            best[("server", "trl_parallel")] = dict(wall_s=wall, steps=0, tokens=tokens, cpu=None,
+            best[("server", "trl_parallel")] = dict(wall_s=wall, steps=0, server_steps=None, tokens=tokens, cpu=None,
                                                     sequences=len(prompts) * args.max_sequences, trees=None)
     return best
 
@@ -132,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
           f"repeats={args.repeats} server_log={log}")
     for (where, name), f in sorted(best.items()):
         cpu = " ".join(f"cpu_{k}_s={v:.2f}" for k, v in (f["cpu"] or {}).items())
-        print(f"{where} {name}: wall_s={f['wall_s']:.3f} engine_steps={f['steps']} tokens={f['tokens']} "
+        print(f"{where} {name}: wall_s={f['wall_s']:.3f} engine_steps={f['steps']} "
+              f"server_engine_steps={f['server_steps']} tokens={f['tokens']} "
               f"sequences={f['sequences']} {cpu}")
     for name in METHODS:
         print(f"{name}_same_trees={best[('server', name)]['trees'] == best[('colocated', name)]['trees']}")
