@@ -120,7 +120,7 @@ class ServerEngine:
         """`eos_token_ids`: the model's end tokens, sent with every request's stop ids (a server started with
         `--generation-config vllm` does not read them from generation_config.json). `share`: processes that
         stream from this server at once (each counts on its share of the server's width). `timeout_s`: how
-        long `step()` waits without a token from any stream before it calls the server hung (None: forever,
+        long `step()` waits for a step's tokens before it calls the server hung (None: forever,
         as TRL's client does; a queued request may wait long behind other processes' requests).
         `stream_interval`: tokens per streamed chunk (a server started with a larger `--stream-interval` wins)."""
         if stream_interval < 1:

@@ -80,6 +80,17 @@ class EagerGRPOTrainer(GRPOTrainer):
         self._eager_score_s = 0.0
         self.add_callback(TrainSecondsLimit(self))
 
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's training loop; afterwards (or on an error) a server engine's open streams are cancelled and its
+        connection thread ends. The next call builds a new one."""
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            close = getattr(self._eager_engine, "close", None)  # the colocated engine belongs to TRL
+            if close is not None:
+                close()
+                self._eager_engine = None
+
     # --- what the rollout hook uses -------------------------------------------------------------
     def eager_engine(self) -> Any:
         """The step-wise `rollout` engine: over the colocated `vllm.LLM`, or over TRL's server (built on first use)."""

@@ -9,6 +9,7 @@ stubbed, and the payloads it sends are checked against the pinned vLLM's types a
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 from dataclasses import fields
 
@@ -60,8 +61,10 @@ def test_grpo_steps_generate_on_the_server(server, untied_model, tmp_path, monke
     assert getattr(trainer.vllm_generation, "llm", None) is None  # no engine in the trainer's process
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
+    assert trainer._eager_engine is None  # closed after training: no stream and no thread left
+    assert not any(t.name == "eager-server" for t in threading.enumerate())
 
-    engine = trainer.eager_engine()
+    engine = trainer.eager_engine()  # a new connection, for the checks below
     assert isinstance(engine, ServerEngine) and not engine.has_unfinished()
     assert trainer.eager_last_rollout.n_sequences >= 4 and trainer.eager_last_rollout.engine_steps > 0
     logs = [h for h in trainer.state.log_history if "loss" in h]
