@@ -17,6 +17,7 @@ from recipes.serve import LocalServer, free_port
 from rollout import EagerConfig, generate
 from rollout.engine import Request
 from rollout.server_engine import ServerEngine, ServerError, read_server
+from tests.server_api import body_fields, get
 
 pytestmark = pytest.mark.slow  # a server subprocess: the full run only
 
@@ -144,13 +145,7 @@ def test_a_stopped_server_times_out_with_its_url(server, prompts):
 
 def test_every_field_the_adapter_sends_is_in_the_servers_schema(server, remote, prompts):
     """vLLM logs and drops a body field it does not know: a renamed one would silently stop working."""
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(f"{server.url}/openapi.json") as resp:
-        spec = json.load(resp)
-    ref = spec["paths"]["/v1/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    known = set(spec["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"])
+    known = body_fields(get(f"{server.url}/openapi.json"), "/v1/completions")
     sent = set(remote.payload(Request("r", prompts[0], 8, seed=1)))
     assert "stream_interval" in sent and sent <= known, sent - known
     with pytest.raises(ValueError, match="stream_interval=0"):

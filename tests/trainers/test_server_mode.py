@@ -8,9 +8,7 @@ stubbed, and the payloads it sends are checked against the pinned vLLM's types a
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.request
 from dataclasses import fields
 
 import numpy as np
@@ -19,6 +17,7 @@ import torch
 from datasets import Dataset
 
 from recipes.serve import LocalServer, free_port
+from tests.server_api import body_fields, get
 from tests.trainers import server_sync
 from tests.trainers.conftest import make_args
 from tests.trainers.helpers import Recorder, build_tiny_model, label_grade, rows
@@ -37,11 +36,6 @@ def server(untied_model, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     with LocalServer(str(untied_model), free_port(), log=log, max_model_len=256, dtype="float32") as srv:
         yield srv
-
-
-def get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
 
 
 def test_grpo_steps_generate_on_the_server(server, untied_model, tmp_path, monkeypatch):
@@ -189,12 +183,6 @@ def test_trl_payloads_parse_as_the_pinned_vllm_types(monkeypatch):
     assert info.names == ["w", "b"] and info.shapes == [[2, 3], [3]] and len(streamed) == 2
     assert {"start_weight_update", "finish_weight_update"} <= set(posted)
     assert {f.name for f in fields(NCCLWeightTransferEngine.update_info_cls)} >= set(update)
-
-
-def body_fields(spec: dict, route: str) -> set[str]:
-    """The JSON body fields a POST route takes, from the server's OpenAPI schema."""
-    ref = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    return set(spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"])
 
 
 def test_the_server_has_every_route_trl_calls(server):
