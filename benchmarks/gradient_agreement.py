@@ -12,7 +12,7 @@ Generators (`GENERATORS`; recipe: `recipes/cpu_default.yaml`, every step trains 
   parallel         TRL's own sampling, P prompts x G
   parallel_half    2P prompts x G/2 (the alternative a user would try first)
   eager_passes     the paper's online passes (EAGer's training allocation before the screen allocation)
-  screen*          allocation=screen: f x P prompts handed (eager_oversample), a pool of P x G sequences,
+  screen*          allocation=screen: f x P prompts handed (oversample), a pool of P x G sequences,
                    screening, fills and probes as named
 
 Prints, per generator, mean cosine (with its standard error over batches), mean seconds, mean norm;
@@ -39,26 +39,29 @@ cpu_engine_env()
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu_default.yaml"
 NOT_TRAINING_ARGS = ("model_name_or_path", "dtype", "dataset_name", "reward_funcs")
 MIXES = {"default": (4, 5, 6), "mixed": (1, 2, 3, 4, 5, 6, 7, 8)}
-SCREEN = dict(rollout_generator="eager", eager_allocation="screen")
+SCREEN = dict(rollout_generator="eager", eager_allocation="screen", dynamic_sampling=True)
+PLAIN = dict(rollout_generator="parallel", dynamic_sampling=False, oversample=1.0)  # TRL's own sampling
 GENERATORS = {  # name -> EagerGRPOConfig fields over the recipe's; every step trains on the recipe's rows (P x G)
-    "parallel": dict(rollout_generator="parallel"),
-    "parallel_half": dict(rollout_generator="parallel", num_generations=4),
+    "parallel": PLAIN,
+    "parallel_half": dict(PLAIN, num_generations=4),
     "eager_passes": dict(rollout_generator="eager", eager_allocation="passes"),
-    "screen": dict(SCREEN, eager_oversample=2.0),
+    "screen": dict(SCREEN, oversample=2.0),
     # Screen wide and keep what disagrees: no fills, one pass; flat groups leave the loss batch.
-    "wide_r8": dict(SCREEN, eager_oversample=1.0, eager_screen_roots=8),
-    "wide_r4": dict(SCREEN, eager_oversample=2.0, eager_screen_roots=4),
-    "wide_r2": dict(SCREEN, eager_oversample=4.0, eager_screen_roots=2),
-    "screen_fill4": dict(SCREEN, eager_oversample=2.0, eager_fill_size=4),
-    "screen_f3": dict(SCREEN, eager_oversample=3.0),
-    "screen_r3": dict(SCREEN, eager_oversample=2.0, eager_screen_roots=3),
-    "screen_probe": dict(SCREEN, eager_oversample=2.0, eager_probe_roots=2),
-    "screen_f3_probe": dict(SCREEN, eager_oversample=3.0, eager_probe_roots=2),
+    "wide_r8": dict(SCREEN, oversample=1.0, eager_screen_roots=8),
+    "wide_r4": dict(SCREEN, oversample=2.0, eager_screen_roots=4),
+    "wide_r2": dict(SCREEN, oversample=4.0, eager_screen_roots=2),
+    "screen_fill4": dict(SCREEN, oversample=2.0, eager_fill_size=4),
+    "screen_f3": dict(SCREEN, oversample=3.0),
+    "screen_r3": dict(SCREEN, oversample=2.0, eager_screen_roots=3),
+    "screen_probe": dict(SCREEN, oversample=2.0, eager_probe_roots=2),
+    "screen_f3_probe": dict(SCREEN, oversample=3.0, eager_probe_roots=2),
     # Screening by entropy: one root, forks where it is uncertain; segment credit for the trees.
-    "screen_forks": dict(SCREEN, eager_oversample=2.0, eager_screen_roots=1, eager_screen_forks=2,
-                         eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments"),
-    "screen_forks_f4": dict(SCREEN, eager_oversample=4.0, eager_screen_roots=1, eager_screen_forks=1,
-                            eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments"),
+    "screen_forks": dict(SCREEN, oversample=2.0, eager_screen_roots=1, eager_screen_forks=2,
+                         eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments",
+                         dynamic_sampling=False),
+    "screen_forks_f4": dict(SCREEN, oversample=4.0, eager_screen_roots=1, eager_screen_forks=1,
+                            eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments",
+                         dynamic_sampling=False),
 }
 
 

@@ -45,16 +45,19 @@ from benchmarks.equal_time.report import paired  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parent / "wordmath" / "grpo.yaml"
 GENERATORS = {
-    "parallel": dict(rollout_generator="parallel"),
+    "parallel": dict(rollout_generator="parallel", dynamic_sampling=False, oversample=1.0),  # TRL's own
     "eager": dict(rollout_generator="eager"),
-    "eager_passes": dict(rollout_generator="eager", eager_allocation="passes", eager_oversample=1.0,
+    "eager_passes": dict(rollout_generator="eager", eager_allocation="passes", oversample=1.0,
                          eager_entropy_threshold=1.5),
-    "parallel_small": dict(rollout_generator="parallel", num_generations=4, per_device_train_batch_size=16),
+    "parallel_small": dict(rollout_generator="parallel", num_generations=4, per_device_train_batch_size=16,
+                           dynamic_sampling=False, oversample=1.0),
 }
+# The verdict baseline gives a flat group non-zero advantages: no dynamic sampling with it.
 GENERATORS["eager_passes_segments"] = {**GENERATORS["eager_passes"], "eager_credit": "segments",
-                                       "eager_baseline": "verdicts"}
-GENERATORS["eager_passes_budget"] = {**GENERATORS["eager_passes"], "eager_loss_normalizer": "budget"}
-GENERATORS["eager_passes_verdicts"] = {**GENERATORS["eager_passes"], "eager_baseline": "verdicts"}
+                                       "eager_baseline": "verdicts", "dynamic_sampling": False}
+GENERATORS["eager_passes_budget"] = {**GENERATORS["eager_passes"], "loss_normalizer": "budget"}
+GENERATORS["eager_passes_verdicts"] = {**GENERATORS["eager_passes"], "eager_baseline": "verdicts",
+                                       "dynamic_sampling": False}
 MODES = {"equal_seconds": ("parallel", "eager"), "isolate": ("parallel", "eager_passes", "parallel_small")}
 
 

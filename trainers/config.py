@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, make_dataclass
 from trl import GRPOConfig
 
 from rollout.config import TRAINING_DEFAULTS, EagerConfig, SettingError, non_default, surface_fields
+from trainers.step_settings import ROW_FREE_LOSSES, StepFields
 from trainers.weight_sync import cpu_build
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,6 @@ logger = logging.getLogger(__name__)
 PREFIX = "eager_"
 GENERATORS = ("parallel", "eager_init", "eager_adapt", "eager")
 BASELINES = ("group", "verdicts")
-NORMALIZERS = ("tokens", "budget")
 CREDITS = ("rows", "segments")
 ANSWER_KINDS = ("math", "choice")
 # The rollout settings the trainer does not take as `eager_<name>`: where each comes from instead.
@@ -39,19 +39,20 @@ DERIVED = {
     "stop_token_ids": "the tokenizer's EOS ids",
     "think_end_token_id": "eager_think_end_token (text: one token of the tokenizer)",
     "online": "on for eager and eager_adapt: one rollout call per step",
+    "oversample": "oversample (a setting of the step, for every generator)",
     "recursion_span": "none: EGLR forks need the transformers engine, and TRL generates with vLLM",
     "recursion_k_max": "none: see recursion_span",
     "recursion_tol": "none: see recursion_span",
 }
 # Labels for errors about a derived setting: the trainer field the user set.
 DERIVED_LABELS = {"method": "rollout_generator", "max_sequences": "eager_max_sequences", "temperature": "temperature",
-                  "max_new_tokens": "max_completion_length", "online": "rollout_generator"}
+                  "max_new_tokens": "max_completion_length", "online": "rollout_generator",
+                  "oversample": "oversample"}
 # Losses whose normaliser does not count rows: a fully masked (unused) row adds nothing and takes
 # no weight from the real ones. dapo/cispo/vespo divide by the global token count, bnpo by the
 # local one, dr_grpo by a constant (rows x max_completion_length, the same with or without masks).
 MASK_SAFE_LOSSES = ("dapo", "bnpo", "cispo", "vespo", "dr_grpo")
 # grpo, sapo and luspo average per-row losses over rows: unused rows would count in that mean.
-ROW_FREE_LOSSES = ("dapo", "bnpo", "cispo", "vespo")  # normalised by tokens: rows can leave the batch (not dr_grpo)
 
 EagerRolloutFields = make_dataclass("EagerRolloutFields",
                                     surface_fields(PREFIX, skip=tuple(DERIVED), defaults=TRAINING_DEFAULTS))
@@ -60,7 +61,7 @@ ROLLOUT_FIELDS = tuple(name for name, _, _ in surface_fields(PREFIX, skip=tuple(
 
 
 @dataclass
-class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
+class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
     """GRPOConfig with `rollout_generator` and the EAGer settings (fields prefixed `eager_`)."""
 
     rollout_generator: str = field(
@@ -110,36 +111,6 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             "choices": CREDITS,
         },
     )
-    eager_drop_unused_rows: bool = field(
-        default=True,
-        metadata={
-            "help": "Leave a step's unused rows (no reward, no loss tokens) out of the loss batch, so the loss step's "
-            "forward and backward passes cost what the rollout used, not prompts x num_generations. The loss is the "
-            "same. Applies with steps_per_generation=1 and a token-normalised loss (dapo, bnpo, cispo, vespo) on "
-            "text; otherwise the rows stay. With several processes each keeps as many rows as the busiest one."
-        },
-    )
-    eager_drop_flat_rows: bool = field(
-        default=True,
-        metadata={"help": "With eager_drop_unused_rows, rows whose advantage is 0 everywhere (a group whose rewards "
-                  "are all equal, under the group baseline) leave the loss batch too: they add nothing to the loss "
-                  "(no KL term: beta=0, no entropy bonus, top_entropy_quantile=1), so the loss is the same and the "
-                  "step cheaper."},
-    )
-    eager_loss_normalizer: str = field(
-        default="tokens",
-        metadata={"help": "What divides a step's loss (dapo, cispo, vespo; any generator). tokens: TRL's, the loss "
-                  "tokens the step holds, so a step of few signal-carrying rows moves the weights about as far as a "
-                  "full one. budget: the step's row budget (rows / eager_oversample) x max_completion_length, "
-                  "dr_grpo's constant, so a step that carries little signal moves them less.",
-                  "choices": NORMALIZERS},
-    )
-    eager_rows_per_step: int | None = field(
-        default=None,
-        metadata={"help": "Set by the trainer with eager_oversample: the rows a step trains on per process (the "
-                  "per_device_train_batch_size you gave); per_device_train_batch_size becomes that times "
-                  "eager_oversample, the rows TRL hands the rollout. Leave unset."},
-    )
     max_train_seconds: float | None = field(
         default=None,
         metadata={"help": "Stop once this many training seconds have passed (generation, scoring and optimisation "
@@ -157,20 +128,11 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
     )
 
     def __post_init__(self) -> None:
+        self._take_old_spellings()
         self._hand_more_prompts()
         super().__post_init__()
         if self.rollout_generator not in GENERATORS:
             raise ValueError(f"rollout_generator={self.rollout_generator!r}: choose one of {GENERATORS}.")
-        if self.eager_loss_normalizer not in NORMALIZERS:
-            raise ValueError(f"eager_loss_normalizer={self.eager_loss_normalizer!r}: choose one of {NORMALIZERS}.")
-        if self.eager_loss_normalizer == "budget" and self.loss_type not in ("dapo", "cispo", "vespo"):
-            raise ValueError(f"eager_loss_normalizer='budget' with loss_type={self.loss_type!r}: the budget replaces "
-                             "the token count that dapo, cispo and vespo divide by; use one of those, or "
-                             "eager_loss_normalizer='tokens'.")
-        if self.is_eager and self.eager_oversample > 1 and self.loss_type == "dr_grpo":
-            raise self._fail("eager_oversample", "dr_grpo divides by every row handed (f x the step's rows), so the "
-                             "loss would shrink by f; use loss_type='dapo' with eager_loss_normalizer='budget' (the same "
-                             "constant over the rows a step trains on).")
         if self.max_train_seconds is not None and not self.max_train_seconds > 0:
             raise ValueError(f"max_train_seconds={self.max_train_seconds!r}: give a positive number of seconds, or "
                              "None to stop at max_steps only.")
@@ -179,6 +141,7 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
                 "vllm_enable_sleep_mode=True on the CPU build of vLLM: sleep/wake are no-ops there and waking the "
                 "weights left the next generate hanging. Set vllm_enable_sleep_mode=False."
             )
+        self._check_step_rows()
         if self.is_eager:
             self._check_engine()
             self._check_sampling()
@@ -188,31 +151,10 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
             if self.eval_strategy != "no":  # what evaluation steps will run, checked now, not mid-training
                 self.step_settings(self.num_generations_eval or self.num_generations, training=False)
 
-    def _hand_more_prompts(self) -> None:
-        """eager_oversample f: TRL hands f times the rows a step trains on (f x the prompts); the rollout spends at
-        most the rows (`eager_rows_per_step`). Idempotent: a config rebuilt from its own fields is not scaled twice."""
-        if self.rollout_generator != "eager" or self.eager_oversample == 1:
-            return
-        if self.eager_rows_per_step is None:
-            self.eager_rows_per_step = self.per_device_train_batch_size
-        handed = self.eager_rows_per_step * self.eager_oversample
-        if abs(handed - round(handed)) > 1e-6 or round(handed) % self.num_generations:
-            raise self._fail("eager_oversample", f"per_device_train_batch_size={self.eager_rows_per_step} x "
-                             f"eager_oversample={self.eager_oversample} = {handed:g} rows handed a step must be a whole "
-                             f"multiple of num_generations={self.num_generations} (whole prompt groups). Choose an "
-                             "oversample that makes it one.")
-        self.per_device_train_batch_size = round(handed)
-
     @property
     def is_eager(self) -> bool:
         """True for the generators that run EAGer through the rollout hook."""
         return self.rollout_generator != "parallel"
-
-    @property
-    def drops_unused_rows(self) -> bool:
-        """Whether unused rows leave the loss batch (see eager_drop_unused_rows)."""
-        return (self.is_eager and self.eager_drop_unused_rows and self.steps_per_generation == 1
-                and self.loss_type in ROW_FREE_LOSSES)
 
     @property
     def eager_budget(self) -> int:
@@ -223,6 +165,7 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
         """The `rollout.EagerConfig` these settings describe (`overrides`: what a step sets, e.g. its seed)."""
         values = {name[len(PREFIX):]: getattr(self, name) for name in ROLLOUT_FIELDS}
         values.update(method=self.rollout_generator, max_sequences=self.eager_budget, temperature=self.temperature,
+                      oversample=self.oversample,
                       max_new_tokens=self.max_completion_length, seed=self.seed,
                       online=self.rollout_generator in ("eager", "eager_adapt"))
         values.update(overrides)
@@ -233,20 +176,22 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
 
     def step_settings(self, group_size: int, training: bool, **overrides) -> EagerConfig:
         """The rollout settings of one step: a prompt owns at most `group_size` rows, and only training batches are
-        handed eager_oversample x the prompts (evaluation batches are TRL's own)."""
+        handed oversample x the prompts (evaluation batches are TRL's own)."""
         return self.rollout_settings(max_sequences=min(self.eager_budget, group_size),
-                                     oversample=self.eager_oversample if training else 1.0, **overrides)
+                                     oversample=self.oversample if training else 1.0, **overrides)
 
     @property
     def run_tag(self) -> str:
         """The generator and every setting that differs from its default (W&B group and run names)."""
         tag = f"{self.rollout_generator}-G{self.num_generations}-T{self.temperature:g}"
+        for name in ("dynamic_sampling", "oversample", "drop_unused_rows", "loss_normalizer"):
+            if getattr(self, name) != self.__dataclass_fields__[name].default:
+                tag += f"-{name}={_short(getattr(self, name))}"
         if self.is_eager:
             changed = non_default(self.rollout_settings(), skip=tuple(DERIVED), defaults=TRAINING_DEFAULTS)
             if self.eager_max_sequences is not None:
                 changed["max_sequences"] = self.eager_max_sequences
-            for name in ("eager_think_end_token", "eager_baseline", "eager_credit", "eager_drop_unused_rows",
-                         "eager_drop_flat_rows", "eager_loss_normalizer", "eager_answer_kind"):
+            for name in ("eager_think_end_token", "eager_baseline", "eager_credit", "eager_answer_kind"):
                 if getattr(self, name) != self.__dataclass_fields__[name].default:
                     changed[name[len(PREFIX):]] = getattr(self, name)
             tag += "".join(f"-{name}={_short(value)}" for name, value in changed.items())
@@ -258,9 +203,6 @@ class EagerGRPOConfig(EagerRolloutFields, GRPOConfig):
     def vllm_server_url(self) -> str:
         """The server TRL's client connects to (`vllm_mode: server`), as TRL builds it from these fields."""
         return self.vllm_server_base_url or f"http://{self.vllm_server_host}:{self.vllm_server_port}"
-
-    def _fail(self, name: str, why: str) -> ValueError:
-        return ValueError(f"{name}={getattr(self, name)!r} with rollout_generator={self.rollout_generator!r}: {why}")
 
     def _check_engine(self) -> None:
         if not self.use_vllm:

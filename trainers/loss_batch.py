@@ -1,5 +1,13 @@
 """The loss batch of a step: which rows it keeps, and what normalises its loss.
 
+Three sets of rows, each inside the one before:
+- the rows TRL hands the step (oversample x the rows a step trains on);
+- the step's rows (`step_groups`): what the loss is defined over and its normaliser counts. For an
+  EAGer generator, the rows its rollout used; for parallel under oversample, the first groups with
+  a signal up to the step's rows (DAPO's dynamic sampling with a fixed oversample); else all;
+- the rows that stay in the loss batch: the step's rows, less (with dynamic sampling) the groups
+  whose rewards all agree (`signal_rows`), which have advantage 0.
+
 TRL's `_generate_and_score_completions` returns per-row tensors (`ROW_KEYS`) and what spans
 the batch (`BATCH_KEYS`). A row whose every token has advantage 0 adds nothing to the policy
 gradient (with no KL term and no entropy bonus), and an unused row has no loss tokens at all:
@@ -23,8 +31,9 @@ def rows_to_keep(used: torch.Tensor, most_used: int) -> torch.Tensor:
     """(n,) bool: the used rows, plus the first unused ones until `most_used` rows are kept.
 
     Processes may use different numbers of rows, and TRL's loss gathers per-row statistics
-    across processes, which needs equal sizes: each keeps as many rows as the busiest one. A
-    kept unused row carries no loss tokens, so it changes nothing but the cost.
+    across processes, which needs equal sizes: each keeps as many rows as the busiest one (and,
+    when TRL splits the batch over steps_per_generation, a multiple of that). A kept unused or flat
+    row carries no loss tokens or a zero advantage, so it changes nothing but the cost.
     """
     keep = used.clone()
     extra = most_used - int(used.sum())
@@ -33,15 +42,53 @@ def rows_to_keep(used: torch.Tensor, most_used: int) -> torch.Tensor:
     return keep
 
 
+def rows_each_process_keeps(stay_per_process: list[int], slices: int, rows: int) -> int:
+    """How many rows every process keeps in its loss batch: as many as the busiest one keeps (TRL's loss gathers
+    per-row statistics), at least one (a step without signal still runs its zero loss), rounded up to a multiple
+    of `slices` (TRL splits the batch into steps_per_generation equal slices and loses a row past the last whole
+    one), and at most the `rows` each process holds (a multiple of `slices`)."""
+    most = max(1, *stay_per_process)
+    return min(-(-most // slices) * slices, rows)
+
+
 def keep_rows(output: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
     """The loss batch with only the rows `keep` marks."""
     return {key: value[keep] if key in ROW_KEYS else value for key, value in output.items()}
 
 
-def carrying_rows(advantages: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
-    """(N,) bool: used rows with a non-zero advantage somewhere (advantages (N,) or per token (N, T))."""
-    nonzero = advantages != 0 if advantages.dim() == 1 else (advantages != 0).any(dim=1)
-    return used & nonzero
+def group_signal(rewards: torch.Tensor, groups: torch.Tensor, used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which groups hold rewards that differ.
+
+    Args:
+        rewards: (N,) total reward per row, NaN where not scored.
+        groups: (N,) group id per row (any integers).
+        used: (N,) bool, the row holds a real completion.
+    Returns:
+        (n_groups,) bool in the order of the sorted group ids, and (N,) each row's group index into it.
+    """
+    ids, index = torch.unique(groups, return_inverse=True)
+    valid = used.bool() & ~torch.isnan(rewards)
+    lo = torch.full((len(ids),), float("inf"), device=rewards.device).scatter_reduce(
+        0, index, torch.where(valid, rewards.float(), float("inf")), reduce="amin")
+    hi = torch.full((len(ids),), float("-inf"), device=rewards.device).scatter_reduce(
+        0, index, torch.where(valid, rewards.float(), float("-inf")), reduce="amax")
+    return torch.isfinite(lo) & (hi > lo), index
+
+
+def signal_rows(rewards: torch.Tensor, groups: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the used, scored rows of groups whose rewards differ, the rows dynamic sampling keeps. A group
+    whose rewards all agree has advantage 0 under the group baseline: it adds nothing to the loss."""
+    signal, index = group_signal(rewards, groups, used)
+    return used.bool() & ~torch.isnan(rewards) & signal[index]
+
+
+def step_groups(signal: list[bool], step_size: int) -> list[bool]:
+    """The groups a step trains on among those it was handed (`signal`, one flag per group in batch order): the
+    groups with a signal first, in batch order, then groups without, in batch order, `step_size` in all (fewer
+    when fewer were handed). Groups without a signal count in the step (its normaliser) but add no gradient."""
+    order = [k for k, s in enumerate(signal) if s] + [k for k, s in enumerate(signal) if not s]
+    chosen = set(order[:step_size])
+    return [k in chosen for k in range(len(signal))]
 
 
 def budget_normalizer(budget_rows: int, max_completion_length: int, device: Any) -> torch.Tensor:

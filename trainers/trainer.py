@@ -1,19 +1,24 @@
 """`EagerGRPOTrainer`: TRL's GRPOTrainer with EAGer rollouts on its vLLM engine (colocated or a server).
 
-The only changes w.r.t. `trl.GRPOTrainer`:
+What it overrides in `trl.GRPOTrainer`, and why:
 - `__init__` passes the rollout hook (`trainers.rollout_hook.eager_rollout`) when
   `args.rollout_generator` is an EAGer generator; with the CPU build of vLLM it builds the
   engine without compiling and pushes weights with `reload_weights` (`trainers.weight_sync`).
   With `vllm_mode: server` every process streams its own rollouts from TRL's server
   (`rollout.server_engine`); TRL's client on the main process keeps pushing the weights.
+- `train` closes a server engine afterwards.
 - `_generate_and_score_completions` stashes the batch rows (the hook never sees dataset
   columns), and after TRL's method returns, recomputes the advantages over each prompt's real
-  group (rows are shared unequally among prompts) and logs the `eager/` metrics.
-- With `eager_drop_unused_rows` (the default), the rows the rollout left unused leave the loss
-  batch, so the loss step costs what the rollout used.
-- `_calculate_rewards` scores each row against the prompt it actually holds, marks unused
-  rows NaN (no reward, no baseline, advantage 0) and keeps the gathered rewards for the above.
-With `rollout_generator: parallel` nothing changes but the `eager/` metrics.
+  group (rows are shared unequally among prompts), shapes the loss batch and logs the `eager/` metrics.
+- `_generate` scores the rows as soon as they exist (TRL scores after its log-prob pass) and
+  chooses the step's rows and those that stay in the loss batch (`trainers.loss_batch`): unused
+  rows (`drop_unused_rows`, the default), groups whose rewards all agree (`dynamic_sampling`, any
+  generator), groups past the step's rows under `oversample`. `_calculate_rewards` returns those
+  scores; each row is scored against the prompt it actually holds, unused rows NaN.
+- `_get_per_token_logps_and_entropies` runs TRL's log-prob pass over the rows that stay only.
+- `log` adds `eager/train_wall_s`.
+With `rollout_generator: parallel` and neither `dynamic_sampling` nor `oversample` nothing changes but
+the `eager/` metrics.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from trl import GRPOTrainer
 from rollout.config import pool_size
 from trainers.advantages import group_advantages
 from trainers.callbacks import TrainSecondsLimit
-from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, carrying_rows, keep_rows,
-                                 rows_to_keep)
+from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, keep_rows,
+                                 rows_each_process_keeps, rows_to_keep, signal_rows, step_groups)
 from trainers.config import EagerGRPOConfig
 from trainers.metrics import step_metrics
 from trainers.tree_credit import segment_advantages
@@ -74,7 +79,11 @@ class EagerGRPOTrainer(GRPOTrainer):
         self._eager_row_prompts: list = []
         self._eager_shapes = torch.zeros(0, 2)  # gathered (completion length, truncated) per row
         self._eager_tokens_total = 0.0
-        self.eager_logp_rows: torch.Tensor | None = None  # this process's used rows while a step generates
+        self.eager_logp_rows: torch.Tensor | None = None  # this process's rows for TRL's log-prob pass, while a step runs
+        self._eager_sampling_logps: list | None = None  # the engine's log-probs per row (fill for the rows skipped)
+        self._eager_rewards: torch.Tensor | None = None  # scored right after generation, before TRL's log-prob pass
+        self._eager_step_rows: torch.Tensor | None = None  # gathered (N,) bool: the rows the step trains on
+        self._eager_loss_rows: torch.Tensor | None = None  # gathered (N,) bool: those that stay in the loss batch
         self.eager_row_sequences: list = []  # per row of the last step: (prompt, sequence index) or None
         self.eager_t0: float | None = None  # when the first step began: training seconds count from here
         self._eager_score_s = 0.0
@@ -132,10 +141,11 @@ class EagerGRPOTrainer(GRPOTrainer):
         if self.eager_t0 is None:
             self.eager_t0 = start
         self._eager_score_s = 0.0
+        self._eager_rewards = self._eager_step_rows = self._eager_loss_rows = None
         try:
             output = super()._generate_and_score_completions(inputs)
         finally:
-            self.eager_logp_rows = None
+            self.eager_logp_rows = self._eager_sampling_logps = None
         mode = "train" if self.model.training else "eval"
         # "Generation": everything here but the rewards (weight sync, rollouts, TRL's log-prob pass over
         # the rows); optimisation is what the step spends after this.
@@ -154,10 +164,8 @@ class EagerGRPOTrainer(GRPOTrainer):
                     self._local(baselines, len(inputs)), output["completion_ids"].shape[1],
                     self.scale_rewards != "none").to(output["completion_ids"].device)
             self._correct_trl_logs(mode, advantages, std, used)
-            if mode == "train":
-                output = self._shape_loss_batch(output, advantages, used, len(inputs))
-        elif mode == "train" and self.args.eager_loss_normalizer == "budget":
-            output["num_items_in_batch"] = self._budget_normalizer(len(inputs))
+        if mode == "train":
+            output = self._shape_loss_batch(output, len(inputs))
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
         rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
@@ -170,14 +178,57 @@ class EagerGRPOTrainer(GRPOTrainer):
         self._metrics[mode]["eager/rollout_tokens_cumulative"] = [self._eager_tokens_total]
         return output
 
+    def _generate(self, prompts: list) -> tuple:
+        """TRL's generation (or the rollout hook), then the rewards at once: TRL would score after its log-prob pass,
+        and the step must know which rows it trains on before that pass (`_choose_rows`)."""
+        out = super()._generate(prompts)
+        _, completion_ids_list, _, completions, sampling_logps, extra_fields, _, _ = out
+        inputs = self.eager_batch_inputs
+        for i, row in enumerate(inputs):  # as TRL merges them next: each row's own prompt and columns
+            row.update({key: values[i] if isinstance(values, list) else values for key, values in extra_fields.items()
+                        if not isinstance(values, list) or i < len(values)})
+        self._eager_rewards = self._score_rows(inputs, prompts, completions, completion_ids_list)
+        self._eager_sampling_logps = sampling_logps
+        if self.model.training:
+            self._choose_rows(len(inputs))
+        return out
+
+    def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list,
+                           completion_ids_list: list) -> torch.Tensor:
+        """The rewards `_generate` computed (the same rows: TRL calls this right after its log-prob pass)."""
+        if self._eager_rewards is None:
+            raise RuntimeError("TRL asked for rewards before it generated: the order of GRPOTrainer's step changed; "
+                               "see tests/trainers/test_trl_contract.py.")
+        rewards, self._eager_rewards = self._eager_rewards, None
+        return rewards
+
+    def _choose_rows(self, n: int) -> None:
+        """The step's rows and the rows that stay in its loss batch (trainers.loss_batch), from the rewards; TRL's
+        log-prob pass then covers only the rows that stay."""
+        rewards_per_func, groups, used, _, _ = self._eager_rows
+        rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
+        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        step = used.clone()
+        if not self.args.is_eager and self.args.rows_per_step is not None:  # parallel under oversample: DAPO's pick
+            g = self.num_generations
+            signal = signal_rows(rewards, groups, used).view(-1, g).any(dim=1).view(self.accelerator.num_processes, -1)
+            chosen = [step_groups(flags.tolist(), pool_size(n, self.args.oversample) // g) for flags in signal]
+            step = torch.tensor([c for flags in chosen for c in flags], device=used.device).repeat_interleave(g)
+        stay = step & signal_rows(rewards, groups, used) if self.args.dynamic_sampling else step
+        self._eager_step_rows, self._eager_loss_rows = step, stay
+        if self.args.drops_unused_rows and self.args.eager_credit != "segments":
+            local = self._local(stay, n).cpu()
+            self.eager_logp_rows = local if self.eager_logp_rows is None else self.eager_logp_rows & local
+
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                                            logits_to_keep: int, *args: Any, **kwargs: Any) -> tuple:
-        """TRL's log-prob pass (no gradient) over the used rows only; an unused row gets zeros (its loss mask is 0,
-        so nothing reads them). With the gradient on (the loss step), TRL's own, over the rows it is given."""
+        """TRL's log-prob pass (no gradient) over the rows that stay in the loss batch only; a row that leaves gets
+        the engine's own log-probs (ratio 1 in TRL's importance-sampling statistics; nothing trains on it). With the
+        gradient on (the loss step), TRL's own, over the rows it is given."""
         rows = self.eager_logp_rows
         per_row = [v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.dim() > 0]
         # One process only: under ZeRO-3 or FSDP every forward gathers parameters, so processes must run the same
-        # number of forward chunks; and a step with no used row keeps TRL's pass (it cannot concatenate nothing).
+        # number of forward chunks; and a step with no row left keeps TRL's pass (it cannot concatenate nothing).
         if rows is None or torch.is_grad_enabled() or per_row or len(rows) != input_ids.size(0) or bool(rows.all()) \
                 or not bool(rows.any()) or self.accelerator.num_processes > 1:
             return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
@@ -186,6 +237,9 @@ class EagerGRPOTrainer(GRPOTrainer):
         logps, entropies, aux = super()._get_per_token_logps_and_entropies(
             model, input_ids[idx], attention_mask[idx], logits_to_keep, *args, **kwargs)
         full = logps.new_zeros(input_ids.size(0), logps.size(1))
+        for r, values in enumerate(self._eager_sampling_logps or []):
+            values = torch.tensor([float("nan") if x is None else x for x in values[:logits_to_keep]])
+            full[r, :len(values)] = torch.nan_to_num(values).to(full)
         full[idx] = logps
         if entropies is not None:
             entropies = entropies.new_zeros(full.shape).index_copy(0, idx, entropies)
@@ -196,31 +250,31 @@ class EagerGRPOTrainer(GRPOTrainer):
         return values[self.accelerator.process_index * n:][:n]
 
     def _budget_normalizer(self, n: int) -> torch.Tensor:
-        """Over the rows the rollout may spend: 1/eager_oversample of the n it was handed, when it was handed more."""
-        rows = pool_size(n, self.args.eager_oversample) if self.args.eager_rows_per_step is not None else n
+        """Over the rows the step may spend: 1/oversample of the n it was handed, when it was handed more."""
+        rows = pool_size(n, self.args.oversample) if self.args.rows_per_step is not None else n
         return budget_normalizer(rows * self.accelerator.num_processes, self.args.max_completion_length,
                                  self.accelerator.device)
 
-    def _shape_loss_batch(self, output: dict[str, Any], advantages: torch.Tensor, used: torch.Tensor,
-                          n: int) -> dict[str, Any]:
-        """The normaliser the config asks for; then only the rows that carry a gradient (see loss_batch)."""
-        if self.args.eager_loss_normalizer == "budget":
+    def _shape_loss_batch(self, output: dict[str, Any], n: int) -> dict[str, Any]:
+        """The step's rows and normaliser; then only the rows that stay (see loss_batch and `_choose_rows`)."""
+        step, stay = self._eager_step_rows, self._eager_loss_rows
+        if not bool(step.all()):  # rows outside the step: no advantage, and no tokens in the normaliser
+            local = self._local(step, n).to(output["advantages"].device)
+            output["advantages"] = output["advantages"] * (local.view(-1, *[1] * (output["advantages"].dim() - 1)))
+            loss_mask = output["completion_mask"] * output.get("tool_mask", 1)
+            output["num_items_in_batch"] = self.accelerator.gather(loss_mask[local].sum()).sum().to(
+                output["num_items_in_batch"])
+        if self.args.loss_normalizer == "budget":
             output["num_items_in_batch"] = self._budget_normalizer(n)
         if not self.args.drops_unused_rows or not set(output) <= {*ROW_KEYS, *BATCH_KEYS}:
             return output
         if self.args.eager_credit == "segments":  # a row whose reward equals its baseline may still carry tokens
-            advantages = self.accelerator.gather((output["advantages"] != 0).any(dim=1).float())
-        # Flat rows leave only where nothing but the advantage reads them: no KL term, no entropy bonus, and no
-        # entropy quantile (TRL takes it over the whole batch's tokens, flat rows' included).
-        carrying = carrying_rows(advantages, used) if self.args.eager_drop_flat_rows and self.beta == 0.0 and \
-            not getattr(self, "_entropy_bonus_enabled", False) and self.top_entropy_quantile == 1.0 else used
-        # Every process keeps as many rows as the busiest one (TRL's loss gathers per-row statistics), and at
-        # least one: a step without signal still runs its (zero) loss.
-        most = max(1, int(carrying.view(-1, n).sum(dim=1).max()))
-        return keep_rows(output, rows_to_keep(self._local(carrying, n), most))
+            stay = stay & self.accelerator.gather((output["advantages"] != 0).any(dim=1))
+        most = rows_each_process_keeps(stay.view(-1, n).sum(dim=1).tolist(), self.args.steps_per_generation, n)
+        return keep_rows(output, rows_to_keep(self._local(stay, n), most))
 
-    def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list,
-                           completion_ids_list: list) -> torch.Tensor:
+    def _score_rows(self, inputs: list[dict], prompts: list, completions: list,
+                    completion_ids_list: list) -> torch.Tensor:
         n, device = len(inputs), self.accelerator.device
         if self.args.is_eager:  # the hook wrote each row's own prompt into its inputs
             prompts = [row["prompt"] for row in inputs]

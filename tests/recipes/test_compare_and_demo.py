@@ -91,5 +91,5 @@ def test_demo_checks_every_generator_before_the_first_run(tmp_path):
     cfg = demo.DemoConfig(output_dir=str(tmp_path), generators=["parallel", "eager"])
     demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")  # the recipe's own pair: fine
     cfg.generators = ["parallel", "eager_init"]
-    with pytest.raises(SystemExit, match="--generators eager_init.*eager_oversample"):
+    with pytest.raises(SystemExit, match="--generators eager_init.*oversample=2"):
         demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")

@@ -174,11 +174,13 @@ def test_accelerate_configs():
     "overrides, drops",
     [
         ({}, True),
-        ({"eager_drop_unused_rows": False}, False),
+        ({"drop_unused_rows": False}, False),
         ({"loss_type": "dr_grpo"}, False),  # divides by the row count
         ({"loss_type": "bnpo"}, True),
-        ({"steps_per_generation": 2, "per_device_train_batch_size": 4}, False),  # TRL splits the batch in equal slices
-        ({"rollout_generator": "parallel"}, False),
+        # TRL splits the batch in equal slices: the kept rows are a multiple of them (trainer tests)
+        ({"steps_per_generation": 2, "per_device_train_batch_size": 4}, True),
+        ({"rollout_generator": "parallel"}, False),  # TRL's own: nothing leaves
+        ({"rollout_generator": "parallel", "dynamic_sampling": True}, True),
     ],
 )
 def test_when_unused_rows_leave_the_loss_batch(tmp_path, overrides, drops):
@@ -198,29 +200,94 @@ def test_rows_kept_match_the_busiest_process():
     assert rows_to_keep(used, 6).all()
 
 
+def test_rows_kept_split_into_whole_slices():
+    from trainers.loss_batch import rows_each_process_keeps
+
+    assert rows_each_process_keeps([3, 5], slices=1, rows=16) == 5  # the busiest process
+    assert rows_each_process_keeps([0, 0], slices=1, rows=16) == 1  # a step without signal keeps one row
+    assert rows_each_process_keeps([3, 5], slices=4, rows=16) == 8  # whole slices for gradient accumulation
+    assert rows_each_process_keeps([15], slices=4, rows=16) == 16
+
+
 def test_oversample_hands_more_prompts_and_keeps_the_rows_a_step_trains_on(tmp_path):
     import dataclasses
 
     from trainers import EagerGRPOConfig
 
-    args = make_args(tmp_path, rollout_generator="eager", eager_allocation="screen", eager_oversample=2.0, eager_screen_roots=2,
+    args = make_args(tmp_path, rollout_generator="eager", eager_allocation="screen", oversample=2.0, eager_screen_roots=2,
                      per_device_train_batch_size=16)
-    assert (args.per_device_train_batch_size, args.eager_rows_per_step) == (32, 16)  # 8 prompts handed, 16 rows
+    assert (args.per_device_train_batch_size, args.rows_per_step) == (32, 16)  # 8 prompts handed, 16 rows
     assert args.rollout_settings().oversample == 2.0
     computed = ("generation_batch_size", "steps_per_generation")  # TRL refuses both set; it derives them
     again = EagerGRPOConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(args)
                                if f.init and f.name not in computed})
     assert again.per_device_train_batch_size == 32  # rebuilt from its own fields: not scaled twice
-    parallel = make_args(tmp_path, rollout_generator="parallel", per_device_train_batch_size=16, eager_oversample=2.0)
-    assert parallel.per_device_train_batch_size == 16  # the switch keeps the recipe's rows
+    # Parallel too, with dynamic sampling to pick the step's groups (DAPO); without it, nothing would pick.
+    parallel = make_args(tmp_path, rollout_generator="parallel", per_device_train_batch_size=16, oversample=2.0,
+                         dynamic_sampling=True)
+    assert (parallel.per_device_train_batch_size, parallel.rows_per_step) == (32, 16)
+    with pytest.raises(ValueError, match="oversample=2.0 with rollout_generator='parallel'.*dynamic_sampling: true"):
+        make_args(tmp_path, rollout_generator="parallel", per_device_train_batch_size=16, oversample=2.0)
 
 
 def test_oversample_must_hand_whole_groups_and_a_loss_that_sees_every_row_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="eager_oversample=1.4.*whole multiple of num_generations=4"):
-        make_args(tmp_path, rollout_generator="eager", eager_oversample=1.4, per_device_train_batch_size=16)
-    with pytest.raises(ValueError, match="eager_oversample=2.0.*dr_grpo divides by every row handed"):
-        make_args(tmp_path, rollout_generator="eager", eager_oversample=2.0, eager_screen_roots=2,
+    with pytest.raises(ValueError, match="oversample=1.4.*whole multiple of num_generations=4"):
+        make_args(tmp_path, rollout_generator="eager", oversample=1.4, per_device_train_batch_size=16)
+    with pytest.raises(ValueError, match="oversample=2.0.*dr_grpo divides by every row handed"):
+        make_args(tmp_path, rollout_generator="eager", oversample=2.0, eager_screen_roots=2,
                   loss_type="dr_grpo")
+
+
+@pytest.mark.parametrize("old, new, value", [
+    ("eager_oversample", "oversample", 2.0), ("eager_drop_flat_rows", "dynamic_sampling", True),
+    ("eager_drop_unused_rows", "drop_unused_rows", False), ("eager_loss_normalizer", "loss_normalizer", "budget"),
+])
+def test_old_spellings_still_work_and_name_the_new_field(tmp_path, old, new, value):
+    with pytest.warns(FutureWarning, match=f"{old} is deprecated: it is now {new}"):
+        args = make_args(tmp_path, rollout_generator="eager", eager_allocation="screen", eager_screen_roots=2,
+                         **{old: value})
+    assert getattr(args, new) == value and getattr(args, old) is None
+
+
+def test_an_old_spelling_that_contradicts_the_new_one_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="eager_oversample=2.0 and oversample=3.0: eager_oversample is the old name"):
+        make_args(tmp_path, rollout_generator="eager", eager_oversample=2.0, oversample=3.0)
+
+
+@pytest.mark.parametrize("generator", ["parallel", "eager"])
+@pytest.mark.parametrize("overrides, field", [
+    ({"loss_type": "grpo"}, "loss_type"),  # averages over rows: a row that leaves changes the others' loss
+    ({"loss_type": "dr_grpo"}, "loss_type"),
+    ({"beta": 0.04}, "beta"),  # a flat row still carries the KL term
+    ({"entropy_coef": 0.01}, "entropy_coef"),
+    ({"top_entropy_quantile": 0.2}, "top_entropy_quantile"),
+    ({"drop_unused_rows": False}, "drop_unused_rows"),
+    ({"multi_objective_aggregation": "normalize_then_sum"}, "multi_objective_aggregation"),
+])
+def test_dynamic_sampling_is_refused_where_it_cannot_act(tmp_path, generator, overrides, field):
+    with pytest.raises(ValueError, match=f"dynamic_sampling=True with {field}="):
+        make_args(tmp_path, rollout_generator=generator, dynamic_sampling=True, **overrides)
+    make_args(tmp_path, rollout_generator=generator, dynamic_sampling=False,
+              **{k: v for k, v in overrides.items() if generator == "parallel" or k != "loss_type"})
+
+
+def test_dynamic_sampling_is_refused_with_the_verdict_baseline(tmp_path):
+    with pytest.raises(ValueError, match="dynamic_sampling=True with eager_baseline='verdicts'"):
+        make_args(tmp_path, rollout_generator="eager", eager_allocation="passes", eager_baseline="verdicts",
+                  dynamic_sampling=True)
+
+
+def test_gpu_recipe_pays_for_no_masked_rows():
+    """The GPU recipe accumulates gradients over 8 slices: the rows that stay are split over them, none masked."""
+    import yaml
+
+    from trainers import EagerGRPOConfig
+
+    recipe = yaml.safe_load((RECIPES / "qwen3_4b_aime.yaml").read_text())
+    fields = {k: v for k, v in recipe.items() if k in EagerGRPOConfig.__dataclass_fields__ and k not in
+              ("bf16", "gradient_checkpointing", "dtype", "attn_implementation", "model_name_or_path")}
+    args = EagerGRPOConfig(**{**fields, "use_cpu": True, "bf16": False})
+    assert args.steps_per_generation == 8 and args.drops_unused_rows and args.dynamic_sampling
 
 
 def test_evaluation_rollout_settings_are_checked_before_training(tmp_path):
@@ -230,3 +297,34 @@ def test_evaluation_rollout_settings_are_checked_before_training(tmp_path):
         make_args(tmp_path, rollout_generator="eager", eager_fill_size=4, num_generations_eval=2,
                   eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=4)
     make_args(tmp_path, rollout_generator="eager", eager_fill_size=4)  # no evaluation: fine
+
+
+def test_signal_rows_keep_groups_whose_rewards_differ():
+    """DAPO's dynamic sampling keeps a group whose rewards differ; an all-right, all-wrong or one-row group leaves,
+    and an unused or unscored row never stays."""
+    import torch
+
+    from trainers.loss_batch import signal_rows
+
+    nan = float("nan")
+    rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, nan, 0.5, nan, 1.0, 0.0])
+    groups = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
+    used = torch.tensor([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0], dtype=torch.bool)
+    assert signal_rows(rewards, groups, used).tolist() == [
+        True, True,  # right and wrong
+        False, False,  # all right
+        False, False,  # all wrong
+        False, False,  # one scored row
+        False, False,  # one scored row (the other unscorable)
+        False, False,  # the wrong row is unused
+    ]
+
+
+def test_step_groups_take_signal_first_in_batch_order():
+    from trainers.loss_batch import step_groups
+
+    assert step_groups([False, True, False, True, True], 2) == [False, True, False, True, False]
+    # Fewer groups with a signal than the step holds: flat ones fill it, in batch order (they count in the
+    # normaliser, as they would in a step of that many groups, and add no gradient).
+    assert step_groups([False, True, False, False], 3) == [True, True, True, False]
+    assert step_groups([True, False], 4) == [True, True]

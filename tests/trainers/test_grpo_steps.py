@@ -7,133 +7,20 @@ gold answers make a "yes" prompt solved by its first sequence, a "no" prompt nev
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 import torch
-from datasets import Dataset
 
-from tests.trainers.conftest import make_args, release
-from tests.trainers.helpers import Recorder, label_grade, label_of, rows
+from tests.trainers.grpo_steps import run  # noqa: F401  (the fixture: one recorded run per generator)
+from tests.trainers.helpers import label_of
 
 pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run only
-
-GENERATORS = {
-    "parallel": {},
-    # Random-model top-20 entropies sit just under ln 20 ~ 3.0: 2.9 forks a few times per prompt.
-    "eager_init": {"eager_entropy_threshold": 2.9},
-    # eager_adapt keeps its unused rows in the loss batch; the others drop them (the default).
-    "eager_adapt": {"eager_entropy_threshold": 2.9, "eager_max_sequences": 3, "eager_drop_unused_rows": False},
-    # 4.0: no fork on a first pass; unsolved prompts retry at lower thresholds and then fork. The random
-    # model's sequences all run to the 8-token cap, so verdicts only arrive after a full pass: a pass start
-    # limit of 8 passes lets several retries run one after another (the default 0.5 would allow none).
-    "eager": {"eager_allocation": "passes", "eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0},
-    # The same, with each row's baseline from the verdicts known when it started (not the group mean).
-    "eager_verdicts": {"rollout_generator": "eager", "eager_allocation": "passes", "eager_entropy_threshold": 4.0,
-                       "eager_pass_start_limit": 8.0, "eager_baseline": "verdicts"},
-    # Forks with segment credit: per-token advantages, inherited tokens out of the loss.
-    "eager_segments": {"rollout_generator": "eager", "eager_allocation": "passes", "eager_entropy_threshold": 2.9,
-                       "eager_baseline": "verdicts", "eager_credit": "segments"},
-    # The training allocation: 24 rows a step, 4/3 x that handed (8 prompts), a pool of 24 sequences (16 screen
-    # them, 8 fill mixed ones), the loss divided by the budget's tokens (24 x 8), not the tokens the step holds.
-    "screen": {"rollout_generator": "eager", "eager_allocation": "screen", "eager_screen_roots": 2,
-               "per_device_train_batch_size": 24,
-               "eager_oversample": 4 / 3, "eager_fill_start_limit": 3.0, "eager_loss_normalizer": "budget"},
-}
-
-
-class RecordingEngine:
-    """The rollout engine, logging rollout starts, engine steps and new requests in order."""
-
-    def __init__(self, engine, events: list, prompt_of) -> None:
-        self._engine, self._events, self._prompt_of = engine, events, prompt_of
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def configure(self, *args, **kwargs):
-        self._events.append(("rollout",))
-        return self._engine.configure(*args, **kwargs)
-
-    def add(self, request):
-        self._events.append(("add", self._prompt_of(request.token_ids)))
-        return self._engine.add(request)
-
-    def step(self):
-        self._events.append(("step",))
-        return self._engine.step()
-
-
-@dataclass
-class Run:
-    generator: str
-    trainer: object
-    before: dict
-    recorder: Recorder
-    # Per step: inputs after TRL merged the extra fields, the batch with every row (TRL's output, our
-    # advantages) and the loss batch the trainer returned (unused rows dropped when it drops them).
-    outputs: list = field(default_factory=list)
-    events: list = field(default_factory=list)
-
-    @property
-    def logs(self) -> list[dict]:
-        return [h for h in self.trainer.state.log_history if "loss" in h]
-
-
-@pytest.fixture(scope="module", params=list(GENERATORS))
-def run(request, tiny_model, tmp_path_factory) -> Run:
-    generator = request.param
-    args = make_args(tmp_path_factory.mktemp(generator), **{"rollout_generator": generator, **GENERATORS[generator]})
-    recorder = Recorder()
-    events: list = []
-
-    def grade(text: str, gold: str) -> float:
-        verdict = label_grade(text, gold)
-        events.append(("verdict", gold, verdict))
-        return verdict
-
-    from trainers import EagerGRPOTrainer
-
-    trainer = EagerGRPOTrainer(model=str(tiny_model), reward_funcs=recorder, args=args,
-                               train_dataset=Dataset.from_list(rows(8)), verifier=grade)
-    result = Run(generator, trainer, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}, recorder,
-                 events=events)
-    tokenizer = trainer.processing_class
-    prompt_of = lambda ids: int(tokenizer.decode(ids).split()[1].rstrip(":"))  # noqa: E731
-    make_engine = trainer.eager_engine
-    trainer.eager_engine = lambda: RecordingEngine(make_engine(), events, prompt_of)
-    generate_and_score = trainer._generate_and_score_completions
-    import trainers.trainer as trainer_module
-
-    keep_rows, full_batches = trainer_module.keep_rows, []
-    copy = lambda output: {k: v.clone() if torch.is_tensor(v) else v for k, v in output.items()}  # noqa: E731
-
-    def record_keep_rows(output, keep):
-        full_batches.append(copy(output))
-        return keep_rows(output, keep)
-
-    def capture(inputs):
-        full_batches.clear()
-        output = generate_and_score(inputs)
-        full = full_batches[0] if full_batches else copy(output)
-        result.outputs.append(([dict(row) for row in inputs], full, copy(output)))
-        return output
-
-    trainer._generate_and_score_completions = capture
-    trainer_module.keep_rows = record_keep_rows
-    try:
-        trainer.train()
-    finally:
-        trainer_module.keep_rows = keep_rows
-    yield result
-    release(trainer)
 
 
 def test_parallel_is_trl_own_sampling(run):
     import vllm
     from trl.generation import vllm_generation
 
-    if run.generator == "parallel":
+    if run.generator.startswith("parallel"):  # dynamic sampling included: TRL's sampling, no hook
         assert run.trainer.rollout_func is None
     else:
         assert run.trainer.rollout_func is not None
@@ -147,9 +34,12 @@ def test_weights_move(run):
     assert moved, "no parameter changed in two GRPO steps"
 
 
-def carrying(inputs, output) -> torch.Tensor:
-    """The rows a dropping trainer keeps: used, with a non-zero advantage."""
+def carrying(inputs, output, args) -> torch.Tensor:
+    """The rows a dropping trainer keeps: used, and with dynamic sampling (or segment credit) a non-zero advantage
+    (0/1 rewards: every row of a group whose rewards differ has one; parallel's rows past the step have none)."""
     used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
+    if not (args.dynamic_sampling or args.eager_credit == "segments"):
+        return used
     nonzero = output["advantages"] != 0
     return used & (nonzero if nonzero.dim() == 1 else nonzero.any(dim=1))
 
@@ -157,11 +47,14 @@ def carrying(inputs, output) -> torch.Tensor:
 def test_rows_per_step_constant(run):
     assert len(run.outputs) == 2
     drops = run.trainer.args.drops_unused_rows
-    assert drops == (run.generator in ("eager_init", "eager", "eager_verdicts", "eager_segments", "screen"))
-    rows = run.trainer.args.per_device_train_batch_size
+    assert drops == (run.generator in ("eager_init", "eager", "eager_verdicts", "eager_segments", "screen",
+                                       "parallel_dynamic", "parallel_dynamic_accumulated"))
+    args = run.trainer.args
+    rows = args.per_device_train_batch_size * args.steps_per_generation  # a generation batch
     for inputs, output, loss_batch in run.outputs:
         assert len(inputs) == output["completion_ids"].shape[0] == output["advantages"].shape[0] == rows
-        kept = int(carrying(inputs, output).sum()) if drops else rows
+        kept = int(carrying(inputs, output, args).sum()) if drops else rows
+        kept = -(-max(kept, 1) // args.steps_per_generation) * args.steps_per_generation if drops else kept
         assert loss_batch["completion_ids"].shape[0] == loss_batch["advantages"].shape[0] == kept
     for log in run.logs:
         assert 0 < log["eager/rows_used_frac"] <= 1
@@ -174,7 +67,7 @@ def test_dropped_rows_leave_the_loss_unchanged(run):
         pytest.skip("this generator keeps its rows (test_rows_per_step_constant)")
     dropped = 0
     for inputs, output, loss_batch in run.outputs:
-        used = carrying(inputs, output)
+        used = carrying(inputs, output, trainer.args)
         dropped += int((~used).sum())
         optional = [k for k in ("sampling_per_token_logps", "importance_sampling_ratio", "old_per_token_logps")
                     if k in output]
@@ -185,8 +78,8 @@ def test_dropped_rows_leave_the_loss_unchanged(run):
         assert loss_batch["num_items_in_batch"] == output["num_items_in_batch"]
         assert torch.allclose(trainer._compute_loss(trainer.model, loss_batch),
                               trainer._compute_loss(trainer.model, output), atol=1e-6)
-    if run.generator == "eager_init":
-        assert dropped > 0, "expected confident prompts to leave rows to drop"
+    if run.generator in ("eager_init", "parallel_dynamic", "screen"):
+        assert dropped > 0, "expected confident prompts (or flat groups) to leave rows to drop"
 
 
 def test_unused_rows_get_no_advantage_and_no_loss(run):
@@ -241,9 +134,10 @@ def test_eager_metrics_every_step(run):
         assert log["completions/clipped_ratio"] == 1
     cumulative = [log["eager/rollout_tokens_cumulative"] for log in run.logs]
     assert cumulative[1] == pytest.approx(cumulative[0] + run.logs[1]["eager/rollout_tokens"])
-    if run.generator == "parallel":
+    if run.generator.startswith("parallel"):
+        rows = run.trainer.args.per_device_train_batch_size * run.trainer.args.steps_per_generation
         assert all(log["eager/rows_used_frac"] == 1 and log["eager/branches_per_prompt"] == 0 for log in run.logs)
-        assert all(log["eager/rollout_tokens"] == 16 * 8 for log in run.logs)  # no EOS from a random model
+        assert all(log["eager/rollout_tokens"] == rows * 8 for log in run.logs)  # no EOS from a random model
     elif run.generator != "screen":  # the screen allocation samples roots only
         assert sum(log["eager/branches_per_prompt"] for log in run.logs) > 0
 
@@ -306,6 +200,32 @@ def test_screen_spends_its_pool_on_prompts_with_a_signal(run):
         assert (old[~used] == 0).all() and (old[used] != 0).any(dim=1).all()
         assert float(loss_batch["num_items_in_batch"]) == 24 * 8
     assert filled > 0, "expected a mixed coin prompt to be filled"
+
+
+def test_dynamic_sampling_trains_on_groups_with_a_signal(run):
+    """Groups whose rewards agree leave the loss batch and TRL's log-prob pass; parallel under oversample trains on
+    at most its step's groups (those with a signal first), and its normaliser counts that step's tokens."""
+    args = run.trainer.args
+    if not args.dynamic_sampling:
+        pytest.skip("dynamic sampling only")
+    from trainers.loss_batch import signal_rows, step_groups
+
+    assert len(run.logp_pass_rows) == len(run.outputs)
+    for call, (inputs, output, loss_batch), logp_rows in zip(run.recorder.calls, run.outputs, run.logp_pass_rows):
+        rewards = torch.tensor(call["rewards"], dtype=torch.float32)
+        used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
+        groups = torch.tensor([row.get("eager_group", i // args.num_generations) for i, row in enumerate(inputs)])
+        signal = signal_rows(rewards, groups, used)
+        kept = carrying(inputs, output, args)
+        assert logp_rows == int(kept.sum()) == loss_batch["completion_ids"].shape[0] or not kept.any()
+        if args.rollout_generator != "parallel":
+            assert torch.equal(kept, signal)
+            continue
+        g, step = args.num_generations, args.rows_per_step * args.steps_per_generation // args.num_generations
+        chosen = torch.tensor(step_groups(signal.view(-1, g).any(dim=1).tolist(), step)).repeat_interleave(g)
+        assert torch.equal(kept, signal & chosen) and int(chosen.sum()) == step * g
+        tokens = (output["completion_mask"] * output.get("tool_mask", 1))[chosen].sum()
+        assert float(loss_batch["num_items_in_batch"]) == float(tokens)
 
 
 def test_solved_prompt_gets_no_new_sequence(run):

@@ -65,6 +65,25 @@ def test_overridden_method_signatures():
     assert '"completions/clipped_ratio"' in generate
 
 
+def test_rows_are_scored_before_the_log_prob_pass():
+    """trainers.trainer scores the rows in `_generate` (to know which rows the log-prob pass may skip) and hands
+    those scores back from `_calculate_rewards`: TRL must call `_generate` first, then its log-prob pass, then
+    `_calculate_rewards`, and `_generate` must return the eight values we unpack."""
+    body = source(GRPOTrainer._generate_and_score_completions)
+    generate = body.index(") = self._generate(prompts)")
+    logp_pass = body.index("old_per_token_logps, _, _ = self._get_per_token_logps_and_entropies(")
+    rewards = body.index("rewards_per_func = self._calculate_rewards(inputs, prompts, completions, completion_ids_list)")
+    assert generate < logp_pass < rewards
+    assert body.count("self._calculate_rewards(") == 1 and body.count("self._generate(") == 1
+    assert "return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images" \
+        in source(GRPOTrainer._generate)
+    assert list(inspect.signature(GRPOTrainer._generate).parameters) == ["self", "prompts"]
+    # TRL splits a generation batch into steps_per_generation equal slices (rows past the last whole one are lost),
+    # which is why the trainer keeps a multiple of steps_per_generation rows.
+    assert "split_tensor_dict(generation_batch, self.args.steps_per_generation)" in source(GRPOTrainer._prepare_inputs)
+    assert "chunk_size = first_tensor.shape[0] // num_chunks" in source(grpo_trainer.split_tensor_dict)
+
+
 def test_sampler_repeats_each_prompt_in_consecutive_rows():
     sampler = grpo_trainer.RepeatSampler(list(range(6)), mini_repeat_count=3, batch_size=2, repeat_count=1,
                                          shuffle=False)
@@ -106,7 +125,8 @@ def test_config_fields_we_validate():
     names = {f for f in GRPOConfig.__dataclass_fields__}
     for name in ("use_vllm", "vllm_mode", "vllm_enable_sleep_mode", "loss_type", "steps_per_generation",
                  "num_generations_eval", "top_p", "top_k", "min_p", "repetition_penalty", "generation_kwargs",
-                 "vllm_structured_outputs_regex", "scale_rewards", "multi_objective_aggregation"):
+                 "vllm_structured_outputs_regex", "scale_rewards", "multi_objective_aggregation", "beta",
+                 "entropy_coef", "use_adaptive_entropy", "top_entropy_quantile"):
         assert name in names, name
 
 

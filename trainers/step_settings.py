@@ -1,0 +1,164 @@
+"""The settings of a GRPO step that any generator uses: DAPO's dynamic sampling, oversampling, dropped rows.
+
+`StepFields` is a part of `trainers.EagerGRPOConfig`: these settings once carried the `eager_` prefix,
+and `RENAMED` still reads the old spellings, with a message that names the new one. Each setting is
+refused, with the reason, where it cannot act (a loss that averages over rows, a KL term, an entropy
+bonus), so no run pays for rows it believes dropped. What the trainer does with them:
+`trainers.loss_batch` (which rows a step trains on and keeps) and `trainers.trainer`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+NORMALIZERS = ("tokens", "budget")
+ROW_FREE_LOSSES = ("dapo", "bnpo", "cispo", "vespo")  # normalised by tokens: rows can leave the batch (not dr_grpo)
+# The step's settings that once carried the eager_ prefix, though any generator uses them: old spelling -> new.
+RENAMED = {"eager_oversample": "oversample", "eager_drop_flat_rows": "dynamic_sampling",
+           "eager_drop_unused_rows": "drop_unused_rows", "eager_loss_normalizer": "loss_normalizer",
+           "eager_rows_per_step": "rows_per_step"}
+
+
+@dataclass
+class StepFields:
+    """The step's settings (fields of `EagerGRPOConfig`); checked by `check_step` in its `__post_init__`."""
+
+    # The step's settings, for every generator (parallel included): DAPO's dynamic sampling and what it needs.
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={"help": "DAPO's dynamic sampling, for any generator: a group whose rewards all agree (all right or all "
+                  "wrong: advantage 0) leaves the loss batch and TRL's log-prob pass, so optimisation pays only for "
+                  "groups that teach. The loss of the rows that stay is unchanged (the normaliser still counts the "
+                  "step's rows). Needs a token-normalised loss (dapo, bnpo, cispo, vespo), beta=0, no entropy bonus "
+                  "and top_entropy_quantile=1, which are checked. With oversample > 1 it picks the step's groups."},
+    )
+    oversample: float = field(
+        default=1.0,
+        metadata={"help": "f: TRL hands each step f times the prompts it trains on (per_device_train_batch_size keeps "
+                  "meaning the rows a step trains on; the trainer records them in rows_per_step). parallel (with "
+                  "dynamic_sampling): every handed prompt is sampled and the step trains on the first groups with a "
+                  "signal, up to its rows (DAPO with a fixed oversample; generation costs f times). eager (screen "
+                  "allocation): the rollout spends at most the step's rows, on the prompts that promise a signal. 1: "
+                  "no oversampling."},
+    )
+    drop_unused_rows: bool = field(
+        default=True,
+        metadata={
+            "help": "Leave a step's unused rows (an EAGer prompt's empty rows, or parallel's groups beyond the step's "
+            "rows under oversample) out of the loss batch, so the loss step's forward and backward passes cost what "
+            "the step trains on. The loss is the same. Applies with a token-normalised loss (dapo, bnpo, cispo, "
+            "vespo) on text; otherwise the rows stay, masked. With several processes each keeps as many rows as the "
+            "busiest one; with steps_per_generation > 1, a multiple of it."
+        },
+    )
+    loss_normalizer: str = field(
+        default="tokens",
+        metadata={"help": "What divides a step's loss (dapo, cispo, vespo; any generator). tokens: TRL's, the loss "
+                  "tokens the step holds, so a step of few signal-carrying rows moves the weights about as far as a "
+                  "full one. budget: the step's row budget (rows / oversample) x max_completion_length, dr_grpo's "
+                  "constant, so a step that carries little signal moves them less.",
+                  "choices": NORMALIZERS},
+    )
+    rows_per_step: int | None = field(
+        default=None,
+        metadata={"help": "Set by the trainer with oversample: the rows a step trains on per process (the "
+                  "per_device_train_batch_size you gave); per_device_train_batch_size becomes that times oversample, "
+                  "the rows TRL hands the rollout. Leave unset."},
+    )
+    # Old spellings of the step's settings above (RENAMED): still read, with a message naming the new one.
+    eager_oversample: float | None = field(default=None, metadata={"help": "Deprecated: use oversample."})
+    eager_drop_flat_rows: bool | None = field(default=None, metadata={"help": "Deprecated: use dynamic_sampling."})
+    eager_drop_unused_rows: bool | None = field(default=None, metadata={"help": "Deprecated: use drop_unused_rows."})
+    eager_loss_normalizer: str | None = field(default=None, metadata={"help": "Deprecated: use loss_normalizer."})
+    eager_rows_per_step: int | None = field(default=None, metadata={"help": "Deprecated: use rows_per_step."})
+
+    def _take_old_spellings(self) -> None:
+        """An old `eager_` spelling of a step setting sets the new field, with a message that names it."""
+        for old, new in RENAMED.items():
+            value = getattr(self, old)
+            if value is None:
+                continue
+            default = self.__dataclass_fields__[new].default
+            if getattr(self, new) != default and getattr(self, new) != value:
+                raise ValueError(f"{old}={value!r} and {new}={getattr(self, new)!r}: {old} is the old name of {new}; "
+                                 f"set {new} only.")
+            warnings.warn(f"{old} is deprecated: it is now {new}, a setting of the step for every generator. Write "
+                          f"{new}: {value!r}.", FutureWarning, stacklevel=4)
+            setattr(self, new, value)
+            setattr(self, old, None)
+
+    def _hand_more_prompts(self) -> None:
+        """oversample f: TRL hands f times the rows a step trains on (f x the prompts); the step trains on at most the
+        rows (`rows_per_step`). Idempotent: a config rebuilt from its own fields is not scaled twice."""
+        if self.oversample == 1:
+            return
+        if not (math.isfinite(self.oversample) and self.oversample > 1):
+            raise self._fail("oversample", "must be a number >= 1 (1: no oversampling).")
+        if self.rollout_generator == "parallel" and not self.dynamic_sampling:
+            raise self._fail("oversample", "parallel samples every prompt it is handed; only dynamic_sampling picks "
+                             "the step's groups among them. Set dynamic_sampling: true, or oversample: 1.")
+        if self.rows_per_step is None:
+            self.rows_per_step = self.per_device_train_batch_size
+        handed = self.rows_per_step * self.oversample
+        if abs(handed - round(handed)) > 1e-6 or round(handed) % self.num_generations:
+            raise self._fail("oversample", f"per_device_train_batch_size={self.rows_per_step} x "
+                             f"oversample={self.oversample} = {handed:g} rows handed a step must be a whole "
+                             f"multiple of num_generations={self.num_generations} (whole prompt groups). Choose an "
+                             "oversample that makes it one.")
+        if self.rollout_generator == "parallel" and self.rows_per_step % self.num_generations:
+            raise self._fail("oversample", f"parallel trains on whole groups: per_device_train_batch_size="
+                             f"{self.rows_per_step} must be a multiple of num_generations={self.num_generations}.")
+        self.per_device_train_batch_size = round(handed)
+
+    def _check_step_rows(self) -> None:
+        """Dynamic sampling, oversampling and dropped rows: refused where they cannot act, never paid for silently."""
+        if self.loss_normalizer not in NORMALIZERS:
+            raise ValueError(f"loss_normalizer={self.loss_normalizer!r}: choose one of {NORMALIZERS}.")
+        if self.loss_normalizer == "budget" and self.loss_type not in ("dapo", "cispo", "vespo"):
+            raise ValueError(f"loss_normalizer='budget' with loss_type={self.loss_type!r}: the budget replaces "
+                             "the token count that dapo, cispo and vespo divide by; use one of those, or "
+                             "loss_normalizer='tokens'.")
+        if self.oversample > 1 and self.loss_type == "dr_grpo":
+            raise self._fail("oversample", "dr_grpo divides by every row handed (f x the step's rows), so the "
+                             "loss would shrink by f; use loss_type='dapo' with loss_normalizer='budget' (the same "
+                             "constant over the rows a step trains on).")
+        if not self.dynamic_sampling:
+            return
+        why = {
+            "loss_type": (self.loss_type not in ROW_FREE_LOSSES,
+                          f"this loss averages over rows (or divides by them), so a group that leaves would change "
+                          f"the loss of the rows that stay. Use one of {ROW_FREE_LOSSES} (dapo is TRL's default), or "
+                          "dynamic_sampling: false."),
+            "beta": (self.beta != 0.0, "a group whose rewards agree still carries the KL term, so it cannot leave. Set "
+                     "beta: 0, or dynamic_sampling: false."),
+            "entropy_coef": (self.entropy_coef != 0.0 or self.use_adaptive_entropy,
+                             "the entropy bonus reads every row, so a flat group cannot leave. Turn the bonus off, or "
+                             "dynamic_sampling: false."),
+            "top_entropy_quantile": (self.top_entropy_quantile != 1.0,
+                                     "TRL takes the entropy quantile over the whole batch, flat rows included. Set "
+                                     "top_entropy_quantile: 1, or dynamic_sampling: false."),
+            "drop_unused_rows": (not self.drop_unused_rows,
+                                 "dynamic_sampling drops rows from the loss batch; with drop_unused_rows: false they "
+                                 "would stay and cost their forward and backward. Set drop_unused_rows: true."),
+            "multi_objective_aggregation": (
+                self.multi_objective_aggregation != "sum_then_normalize",
+                "normalize_then_sum centres the rewards over the whole batch, so a group whose rewards agree still "
+                "has non-zero advantages. Use sum_then_normalize (TRL's default), or dynamic_sampling: false."),
+            "eager_baseline": (self.eager_baseline == "verdicts",
+                               "under the verdict baseline a group whose rewards agree still has non-zero "
+                               "advantages: its rows teach. Set eager_baseline: group, or dynamic_sampling: false."),
+        }
+        for name, (bad, reason) in why.items():
+            if bad:
+                raise ValueError(f"dynamic_sampling=True with {name}={getattr(self, name)!r}: {reason}")
+
+    @property
+    def drops_unused_rows(self) -> bool:
+        """Whether rows the step does not train on leave the loss batch (see drop_unused_rows)."""
+        return (self.drop_unused_rows and (self.is_eager or self.dynamic_sampling)
+                and self.loss_type in ROW_FREE_LOSSES)
+
+    def _fail(self, name: str, why: str) -> ValueError:
+        return ValueError(f"{name}={getattr(self, name)!r} with rollout_generator={self.rollout_generator!r}: {why}")
