@@ -1,56 +1,53 @@
-"""GRPO at equal training seconds, with the power to decide: parallel against EAGer and the user's first try.
+"""GRPO at equal training seconds, a fair race: EAGer against the strongest baseline any generator could use.
 
-Per task mix and seed: `parallel` (the recipe, P prompts x G rows) trains `--steps` steps and sets the
-seconds; every other generator trains until it has used those training seconds (`max_train_seconds`:
-generation, scoring and optimisation), saving its model at the seconds parallel saved its own, so the
-curves share their time points. Generators:
-  parallel        TRL's sampling, the recipe (8 prompts x 8 rows a step)
-  parallel_half   16 prompts x 4 rows: the simple alternative a user would try first
-  eager           rollout_generator=eager with the recipe's settings (the screen allocation)
-  eager_budget    the same with eager_loss_normalizer=budget (a constant normaliser: a step with little signal
-                  moves the weights less) instead of the recipe's dapo token count
-Every checkpoint is scored after training, on one engine per mix, with `--heldout` problems x `--samples`
-samples (standard error about 0.016 at 1,000); the same problems and seeds for every run, so their
-differences carry less noise than their levels.
+Per task mix and seed, `parallel` (TRL's own sampling, the recipe's 8 prompts x 8 rows, nothing dropped)
+trains `--steps` steps and sets the seconds; every other generator trains until it has used those training
+seconds (`max_train_seconds`: generation, scoring and optimisation) and saves its model at the seconds
+parallel saved its own. Generators (every one on the recipe's learning rate, loss and normaliser):
+  parallel                TRL's sampling, 8 prompts x 8
+  parallel_dynamic_8x8    the same with DAPO's dynamic sampling: groups whose rewards agree leave the loss batch
+  parallel_dynamic_16x4   16 prompts x 4 (twice the prompts, the same 64 samples), dynamic sampling
+  eager                   the recipe (rollout_generator eager: its training allocation, oversample and dynamic
+                          sampling as recipes/cpu_default.yaml sets them)
+The seed is the unit: each seed's models are scored on the same `--heldout` problems x `--samples` samples
+(about 0.016 of standard error at 1,000), so a seed gives one paired difference per pair of generators, its
+held-out noise inside it; a figure is the mean of those differences with a t interval on n-1 degrees of
+freedom (benchmarks/equal_time/stats.py). The best baseline is the one with the highest mean accuracy at
+parallel's seconds. Each finished run is stored under `--out` and a rerun resumes (benchmarks/equal_time/race.py).
 
-Mixes: `default`, the recipe's 4-6 digits (parallel finds a signal in most prompts); `mixed`, 1-8 digits
-(the model was pretrained on 1-6: short sums are nearly always right, 7-8 digits nearly never, as in
-real RLVR data where many groups carry no signal).
+Mixes: `default`, the recipe's 4-6 digits; `mixed`, 1-8 digits (the model was pretrained on 1-6: short sums are
+nearly always right, 7-8 digits nearly never, as in RLVR data where many groups carry no signal).
 
-Per generator, mix and seed it prints the curve (accuracy +- standard error @ seconds), the step's
-seconds split, engine steps, tokens and the share of prompts with a signal; it writes one plot
-(`--out`/equal_time.png) with a band of +-1 standard error. Last lines: `equal_time_accuracy_delta=`
-(eager's accuracy at parallel's final seconds minus parallel's final, mean over seeds, mixed),
-`equal_time_accuracy_delta_default=` (the same on the recipe's mix), `time_to_parallel_accuracy_ratio=`
-(eager's seconds to reach parallel's final accuracy on the seed-mean curves, interpolated, over
-parallel's seconds; mixed; a run that never reaches it counts its seconds, at least 1.0) and
-`standard_error=` (of equal_time_accuracy_delta: over seeds, each seed's delta holding its own
-held-out noise).
+Per mix it prints the table (steps, seconds split, tokens, signal, rows trained a step, the shares of trained
+rows that forks started and of rows a verdict placed, accuracy, minus parallel) and `mix=`, `seeds=`,
+`parallel_gain=`, `best_baseline=`, `eager_vs_best_baseline_delta=`, `ci95_low=`, `ci95_high=` (of that
+delta), `eager_vs_parallel_delta=`, `fork_rows_frac=`, `moved_rows_frac=` and
+`time_to_parallel_accuracy_ratio=` (per seed: when eager's curve reaches parallel's final accuracy and stays
+there, over parallel's seconds; with its interval when every seed reaches it). It writes `--json`, one entry
+per mix with every seed's accuracy per generator (recompute any interval from it), and a plot beside it.
 
-    python -m benchmarks.grpo_equal_time [--seeds 0 1 2] [--steps 40] [--mixes default mixed] [--out outputs/equal_time]
+    python -m benchmarks.grpo_equal_time [--seeds 0 1 2 3 4] [--steps 40] [--mixes default mixed]
+    python -m benchmarks.grpo_equal_time --quick   # the inner loop: 2 seeds, 8 steps, 100 problems x 2, one mix
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from recipes.engine_env import cpu_engine_env
 
 cpu_engine_env()
 
-from benchmarks.equal_time import Task, curves, plot, report, run_task  # noqa: E402  (after the engine's env)
+from benchmarks.equal_time import Task  # noqa: E402  (after the engine's env)
+from benchmarks.equal_time import plot, race, report  # noqa: E402
+from recipes.generators import GENERATORS  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu_default.yaml"
 MIXES = {"default": (4, 5, 6), "mixed": (1, 2, 3, 4, 5, 6, 7, 8)}
-GENERATORS = {
-    "parallel": dict(rollout_generator="parallel"),
-    "parallel_half": dict(rollout_generator="parallel", num_generations=4),
-    "eager": dict(rollout_generator="eager"),
-    "eager_budget": dict(rollout_generator="eager", eager_loss_normalizer="budget"),
-}
+QUICK = dict(seeds=[0, 1], steps=8, eval_every=4, heldout=100, samples=2, mixes=["default"],
+             out="outputs/equal_time_quick", json="outputs/equal_time_quick/equal_time.json")
 
 
 def arithmetic_task(mix: str, model: str, heldout: int) -> Task:
@@ -67,42 +64,48 @@ def arithmetic_task(mix: str, model: str, heldout: int) -> Task:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model directory (default: the recipe's arithmetic model)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--steps", type=int, default=40, help="parallel's steps (the seconds every run gets)")
     ap.add_argument("--eval_every", type=int, default=10, help="parallel saves every this many steps")
     ap.add_argument("--heldout", type=int, default=500)
     ap.add_argument("--samples", type=int, default=2, help="samples per held-out problem")
     ap.add_argument("--mixes", nargs="+", default=list(MIXES), choices=list(MIXES))
     ap.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=list(GENERATORS))
-    ap.add_argument("--out", default="outputs/equal_time")
+    ap.add_argument("--out", default="outputs/equal_time", help="runs and models (a rerun resumes from here)")
+    ap.add_argument("--json", default="docs/results/equal_time.json", help="the figures, one entry per mix")
+    ap.add_argument("--quick", action="store_true", help=f"the inner loop: {QUICK}")
     ap.add_argument("--eager", nargs="*", default=[], metavar="FIELD=VALUE",
-                    help="EagerGRPOConfig fields for the eager run over the recipe's (e.g. eager_oversample=3)")
+                    help="EagerGRPOConfig fields for the eager run over the recipe's (e.g. eager_screen_roots=2)")
     opts = ap.parse_args(argv)
+    if opts.quick:
+        for key, value in QUICK.items():
+            setattr(opts, key, value)
     import yaml
 
-    GENERATORS["eager"] = {**GENERATORS["eager"], **{k: yaml.safe_load(v) for k, v in
-                                                      (item.split("=", 1) for item in opts.eager)}}
+    generators = {name: GENERATORS[name] for name in opts.generators}
+    if "eager" in generators:
+        generators["eager"] = {**generators["eager"], **{k: yaml.safe_load(v) for k, v in
+                                                         (item.split("=", 1) for item in opts.eager)}}
     if opts.generators[0] != "parallel":
         ap.error("--generators must start with parallel: it sets the seconds every other run gets.")
 
     from recipes.arithmetic.pretrain import ensure_model
 
     model = opts.model or str(ensure_model())
-    out_dir = Path(opts.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = dict(steps=opts.steps, every=opts.eval_every, heldout=opts.heldout, samples=opts.samples)
+    json_path = Path(opts.json)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    figures = json.loads(json_path.read_text()) if json_path.exists() else {}
     results = {}
-    generators = {name: GENERATORS[name] for name in opts.generators}
-    with tempfile.TemporaryDirectory() as tmp:
-        for mix in opts.mixes:
-            task = arithmetic_task(mix, model, opts.heldout)
-            results[mix] = run_task(task, generators, opts.seeds, opts.steps, opts.eval_every, Path(tmp))
-            curves.score(results[mix], task, opts.samples)
-    summary = report.summarise(results, opts)
-    (out_dir / "equal_time.json").write_text(json.dumps({"summary": summary, "runs": {
-        mix: {g: [{k: v for k, v in r.items() if k not in ("logs", "saved")} for r in rs] for g, rs in runs.items()}
-        for mix, runs in results.items()}}, indent=1, default=str))
-    plot.draw(results, out_dir / "equal_time.png")
-    report.print_headline(summary, opts)
+    for mix in opts.mixes:
+        task = arithmetic_task(mix, model, opts.heldout)
+        results[mix] = race.race(task, generators, opts.seeds, settings, Path(opts.out))
+        figures[mix] = {**report.summarise(results[mix]), "settings": settings, "model": Path(model).name}
+        json_path.write_text(json.dumps(figures, indent=1))
+    plot.draw(results, json_path.with_suffix(".png"))
+    for mix in opts.mixes:
+        report.print_mix(mix, figures[mix])
+    print(f"json={json_path}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ accuracy about 0.24 at T=1; `python -m benchmarks.wordmath.model` builds and cac
 Default (`--mode equal_seconds`): per seed, parallel trains `--steps` steps and sets the seconds;
 eager (the recipe's: the screen allocation) trains for those seconds; every saved model is scored on
 `--heldout` problems x `--samples` samples on one engine. Prints both curves, the time split and
-`real_equal_time_delta=` (eager's final accuracy minus parallel's, mean over seeds) with its
-`real_standard_error=`.
+`real_equal_time_delta=` (eager's accuracy at parallel's seconds, interpolated between its saved models,
+minus parallel's final, mean over seeds) with `ci95_low=`/`ci95_high=`, a t interval over seeds
+(benchmarks/equal_time/stats.py). Parallel here is TRL's own sampling (no dynamic sampling).
 
 `--mode isolate`: the earlier result (eager's 8 steps took held-out accuracy from 0.240 to 0.135
 while parallel's stayed at 0.235) comes from the estimator, the normaliser, or noise. The runs, all
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -41,7 +41,8 @@ from recipes.engine_env import cpu_engine_env
 cpu_engine_env(kv_cache_gib=2)
 
 from benchmarks.equal_time import Task, curves, run_task  # noqa: E402  (after the engine's environment is set)
-from benchmarks.equal_time.report import paired  # noqa: E402
+from benchmarks.equal_time.curves import at  # noqa: E402
+from benchmarks.equal_time.stats import paired  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parent / "wordmath" / "grpo.yaml"
 GENERATORS = {
@@ -118,17 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     baseline = runs["parallel"]
     for name in [n for n in generators if n != "parallel"]:
-        diffs = [paired(r, p, r["train_s"], p["train_s"]) for r, p in zip(runs[name], baseline)]
-        se = (sum(e * e for _, e in diffs) ** 0.5) / len(diffs)
-        if len(diffs) > 2:
-            se = max(se, statistics.stdev(d for d, _ in diffs) / len(diffs) ** 0.5)
+        # Each run at parallel's seconds (interpolated between its saved models; in isolate mode every run
+        # trains the same steps and is read at its own end), minus parallel's final, seed by seed.
+        t = [p["train_s"] if opts.mode == "equal_seconds" else r["train_s"] for r, p in zip(runs[name], baseline)]
+        delta = paired([at(r["curve"], s)[0] for r, s in zip(runs[name], t)], [p["curve"][-1][1] for p in baseline])
         label = "real_equal_time_delta" if name == "eager" else f"{name}_minus_parallel"
-        print(f"{label}={statistics.mean(d for d, _ in diffs):+.4f}")
-        if name == "eager":
-            print(f"real_standard_error={se:.4f}")
-        else:
-            print(f"{name}_standard_error={se:.4f}")
-
-
-if __name__ == "__main__":
-    main()
+        print(f"{label}={delta.mean:+.4f} ci95_low={delta.low:+.4f} ci95_high={delta.high:+.4f} ({delta})")

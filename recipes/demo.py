@@ -1,13 +1,17 @@
-"""`eager-demo`: the CPU default end to end: GRPO with parallel and with EAGer rollouts, at equal seconds.
+"""`eager-demo`: the CPU default end to end: GRPO with EAGer and the baselines a user has, at equal seconds.
 
 1) takes the arithmetic model the project trained (shipped with the package) and writes its data splits;
 2) measures held-out accuracy (one sample per problem at the recipe's temperature, one engine for every
    checkpoint);
-3) runs the CPU recipe with `accelerate launch` for each generator: the first (parallel) for `max_steps`,
-   every other one for the training seconds the first used (`max_train_seconds`: generation, scoring
-   and optimisation), so a cheaper generator gets the steps its savings buy;
-4) scores every checkpoint, prints the comparison with the step's time split, and writes
-   `accuracy_vs_seconds.png` (accuracy against training seconds and against rollout tokens).
+3) runs the CPU recipe with `accelerate launch` for each generator (`recipes.generators`: TRL's plain
+   parallel, parallel with DAPO's dynamic sampling, EAGer): the first for `max_steps`, every other one for
+   the training seconds the first used (`max_train_seconds`: generation, scoring and optimisation), so a
+   cheaper generator gets the steps its savings buy;
+4) scores every checkpoint, prints the comparison (accuracy at the first run's seconds with its standard
+   error, the step's time split, and what each step trained on: rows, forks, rows a verdict placed), and
+   writes `accuracy_vs_seconds.png` (accuracy against training seconds and against rollout tokens).
+One seed: the table shows how to read a run, not which generator wins; `benchmarks.grpo_equal_time`
+races them over seeds with intervals (docs/RESULTS.md).
 
 Each run's own output (TRL's, vLLM's, W&B's) goes to `<output_dir>/<generator>.log`; the console
 shows one line per step.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,6 +36,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from recipes.engine_env import cpu_engine_env
+from recipes.generators import GENERATORS, cli_flags
 from recipes.heldout import CheckpointScorer
 
 RECIPES = Path(__file__).resolve().parent
@@ -41,7 +47,8 @@ class DemoConfig:
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where runs, logs, table and plot go."})
     max_steps: int = field(default=30, metadata={"help": "GRPO steps of the first generator (the seconds it sets)."})
     save_steps: int = field(default=10, metadata={"help": "Checkpoint (and held-out evaluation) every this many."})
-    generators: list[str] = field(default_factory=lambda: ["parallel", "eager"], metadata={"help": "Runs to compare."})
+    generators: list[str] = field(default_factory=lambda: ["parallel", "parallel_dynamic_8x8", "eager"],
+                                  metadata={"help": f"Runs to compare, the first setting the seconds: {list(GENERATORS)}."})
     heldout: int = field(default=400, metadata={"help": "Held-out problems per accuracy measurement."})
     recipe: str = field(default=str(RECIPES / "cpu_default.yaml"), metadata={"help": "GRPO recipe (YAML)."})
     accelerate_config: str = field(default=str(RECIPES / "accelerate" / "cpu.yaml"), metadata={"help": "Launcher."})
@@ -83,7 +90,7 @@ def _env(**extra: str) -> dict[str, str]:
 def grpo_args(cfg: DemoConfig, generator: str, model: Path, data: Path, group: str, steps: int) -> list[str]:
     """`recipes.grpo`'s command line for one run of the recipe with `generator`."""
     return ["--config", cfg.recipe, "--disable_tqdm", "true", "--model_name_or_path", str(model),
-            "--dataset_name", str(data), "--rollout_generator", generator,
+            "--dataset_name", str(data), *cli_flags(GENERATORS[generator]),
             "--output_dir", str(Path(cfg.output_dir) / generator), "--max_steps", str(steps),
             "--save_strategy", "steps", "--save_steps", str(cfg.save_steps), "--seed", str(cfg.seed),
             "--run_name", f"{group}-{generator}"]
@@ -94,6 +101,9 @@ def check_runs(cfg: DemoConfig, model: Path, data: Path) -> None:
     from recipes.grpo import parse_args
 
     for generator in cfg.generators:
+        if generator not in GENERATORS:
+            raise SystemExit(f"eager-demo: --generators {generator}: choose among {list(GENERATORS)} "
+                             "(recipes/generators.py).")
         try:
             parse_args(grpo_args(cfg, generator, model, data, "check", cfg.max_steps))
         except ValueError as err:
@@ -188,6 +198,10 @@ def summarize(generator: str, run_dir: Path, wall: float, points: list[tuple[flo
         "rollout_tokens": rows[-1]["eager/rollout_tokens_cumulative"],
         "frac_with_signal": mean("eager/frac_with_signal"),
         "sequences_per_prompt": mean("eager/sequences_per_prompt_mean"),
+        "rows_trained": mean("eager/rows_trained"),  # rows a step's loss batch held
+        "fork_rows_frac": sum(r["eager/fork_rows_frac"] * r["eager/rows_trained"] for r in rows)
+        / max(total("eager/rows_trained"), 1.0),  # the share of them that entropy forks started
+        "moved_rows_frac": mean("eager/moved_rows_frac"),  # rows a verdict placed (fills, probes, extra passes)
         "train_s": train_s,  # generation + scoring + optimisation, from the first step on
         "generation_s": total("eager/time_generation_s"),
         "scoring_s": total("eager/time_scoring_s"),
@@ -197,30 +211,56 @@ def summarize(generator: str, run_dir: Path, wall: float, points: list[tuple[flo
     }
 
 
-def report(summaries: list[dict], curves: dict[str, list[tuple[float, float, float]]], out_dir: Path) -> None:
+def accuracy_at(points: list[tuple[float, float, float]], seconds: float) -> float:
+    """Held-out accuracy at `seconds` of training, linearly interpolated between scored models (past the end: the
+    end)."""
+    for (_, t0, a0), (_, t1, a1) in zip(points, points[1:]):
+        if t0 <= seconds <= t1:
+            return a0 + (seconds - t0) / (t1 - t0) * (a1 - a0) if t1 > t0 else a1
+    return points[-1][2]
+
+
+def report(summaries: list[dict], curves: dict[str, list[tuple[float, float, float]]], out_dir: Path,
+           problems: int) -> None:
+    """The comparison at the first run's training seconds: accuracy with its held-out standard error (one sample of
+    `problems` problems a point), the time split and what the steps trained on; a table, comparison.json, a plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = ["generator", "steps", "accuracy_before", "accuracy_after", "rollout_tokens", "frac_with_signal",
-            "sequences_per_prompt", "train_s", "generation_s", "scoring_s", "optimisation_s", "wall_time_s"]
+    seconds = summaries[0]["train_s"]
+    se = lambda p: math.sqrt(max(p * (1 - p), 0.0) / problems)  # noqa: E731
+    for s in summaries:
+        s["accuracy_at_equal_seconds"] = accuracy_at(curves[s["generator"]], seconds)
+        s["accuracy_se"] = se(s["accuracy_at_equal_seconds"])
+    cols = ["generator", "steps", "accuracy_before", "accuracy_at_equal_seconds", "accuracy_se", "rollout_tokens",
+            "frac_with_signal", "rows_trained", "fork_rows_frac", "moved_rows_frac", "train_s", "generation_s",
+            "scoring_s", "optimisation_s", "wall_time_s"]
+    print(f"at {seconds:.1f} training seconds (the first run's), one seed, {problems} held-out problems a point:")
     print(" | ".join(cols))
     for s in summaries:
         print(" | ".join(f"{s[c]:.3f}" if isinstance(s[c], float) else str(s[c]) for c in cols))
-    base, other = (summaries[0], summaries[-1]) if len(summaries) > 1 else (None, None)
-    if base and other and base["rollout_tokens"]:
-        print(f"eager_rollout_token_ratio={other['rollout_tokens'] / base['rollout_tokens']:.3f}")
-        print(f"eager_train_time_ratio={other['train_s'] / base['train_s']:.3f}")
-        print(f"equal_time_accuracy_delta={other['accuracy_after'] - base['accuracy_after']:+.3f}")
+    print("rows_trained: rows a step's loss batch held (groups whose rewards all agree leave it under dynamic "
+          "sampling); fork_rows_frac: the share of them that an entropy fork started; moved_rows_frac: the share of "
+          "a step's rows that a verdict placed (fills, probes, extra passes). A run with fewer tokens or seconds a "
+          "step gets more steps in the same seconds.")
+    first = summaries[0]
+    for s in summaries[1:]:
+        diff = s["accuracy_at_equal_seconds"] - first["accuracy_at_equal_seconds"]
+        print(f"{s['generator']}_minus_{first['generator']}={diff:+.3f} +- "
+              f"{math.hypot(s['accuracy_se'], first['accuracy_se']):.3f} (one seed: a difference inside about two of "
+              "these is noise)")
     (out_dir / "comparison.json").write_text(json.dumps({"runs": summaries, "curves": curves}, indent=2))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, k, label in zip(axes, (1, 0), ["training seconds", "cumulative rollout tokens"]):
         for name, pts in curves.items():
-            ax.plot([p[k] for p in pts], [p[2] for p in pts], marker="o", label=name)
+            ax.errorbar([p[k] for p in pts], [p[2] for p in pts], yerr=[se(p[2]) for p in pts], marker="o",
+                        capsize=3, label=name)
         ax.set_xlabel(label)
-    axes[0].set_ylabel("held-out accuracy (one sample, T=1)")
-    fig.suptitle("GRPO on the arithmetic model at equal training seconds: parallel vs EAGer")
+    axes[0].axvline(seconds, color="grey", linestyle=":", linewidth=1)
+    axes[0].set_ylabel(f"held-out accuracy (one sample of {problems} problems, +-1 s.e.)")
+    fig.suptitle("GRPO on the arithmetic model at equal training seconds (one seed)")
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(out_dir / "accuracy_vs_seconds.png", dpi=120)
@@ -249,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         summaries.append(summarize(generator, run_dir, wall, curves[generator]))
         if seconds is None:
             seconds = summaries[0]["train_s"]
-    report(summaries, curves, out_dir)
+    report(summaries, curves, out_dir, cfg.heldout)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ They are computed the same way for every generator (parallel included), so runs 
     rows_reallocated               rows a prompt holds beyond its own num_generations
     engine_steps                   the step's rollout critical path in engine steps (parallel: its longest
                                    completion), on the slowest process (the trainer adds it)
-The trainer adds the step's seconds (`trainers.trainer`): time_generation_s (all of TRL's
+The trainer adds what the step trained on (training steps): rows_trained (the rows left in the loss batch,
+padding aside), fork_rows_frac (the share of them an entropy fork started) and moved_rows_frac
+(the share of the used rows that started after a verdict on their prompt: fills, probes, extra passes);
+and the step's seconds (`trainers.trainer`): time_generation_s (all of TRL's
 `_generate_and_score_completions` but the rewards: weight sync, rollouts, and TRL's log-prob
 pass over every row for its importance-sampling correction), time_scoring_s (reward functions)
 and train_wall_s (seconds since the first step began, at each log: everything above plus the

@@ -173,6 +173,7 @@ class EagerGRPOTrainer(GRPOTrainer):
         metrics["eager/engine_steps"] = stats[2].item()
         if mode == "train":
             self._eager_tokens_total += stats[0].item()
+            metrics.update(self._mechanism_metrics(len(inputs)))
         for name, value in metrics.items():
             self._metrics[mode][name].append(value)
         self._metrics[mode]["eager/rollout_tokens_cumulative"] = [self._eager_tokens_total]
@@ -219,6 +220,26 @@ class EagerGRPOTrainer(GRPOTrainer):
         if self.args.drops_unused_rows and self.args.eager_credit != "segments":
             local = self._local(stay, n).cpu()
             self.eager_logp_rows = local if self.eager_logp_rows is None else self.eager_logp_rows & local
+
+    def _mechanism_metrics(self, n: int) -> dict[str, float]:
+        """What the step trained on and where it came from: rows in the loss batch with a gradient, the share of them
+        that an entropy fork started, and the share of the used rows that started after a verdict on their prompt
+        (budget a verdict placed: fills, probes, extra passes). Both shares are 0 for parallel."""
+        stay = self._local(self._eager_loss_rows, n).tolist()
+        forks = moved = used = 0
+        if self.args.is_eager:
+            trees = self.eager_last_rollout.trees
+            for r, slot in enumerate(self.eager_row_sequences):
+                if slot is None:
+                    continue
+                seq = trees[slot[0]].sequences[slot[1]]
+                used += 1
+                forks += stay[r] and seq.parent is not None
+                moved += sum(seq.verdicts_at_start) > 0
+        counts = torch.tensor([float(sum(stay)), float(forks), float(moved), float(used)], device=self.accelerator.device)
+        trained, forks, moved, used = self.accelerator.gather(counts).view(-1, 4).sum(dim=0).tolist()
+        return {"eager/rows_trained": trained, "eager/fork_rows_frac": forks / trained if trained else 0.0,
+                "eager/moved_rows_frac": moved / used if used else 0.0}
 
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                                            logits_to_keep: int, *args: Any, **kwargs: Any) -> tuple:
@@ -269,7 +290,7 @@ class EagerGRPOTrainer(GRPOTrainer):
         if not self.args.drops_unused_rows or not set(output) <= {*ROW_KEYS, *BATCH_KEYS}:
             return output
         if self.args.eager_credit == "segments":  # a row whose reward equals its baseline may still carry tokens
-            stay = stay & self.accelerator.gather((output["advantages"] != 0).any(dim=1))
+            stay = self._eager_loss_rows = stay & self.accelerator.gather((output["advantages"] != 0).any(dim=1))
         most = rows_each_process_keeps(stay.view(-1, n).sum(dim=1).tolist(), self.args.steps_per_generation, n)
         return keep_rows(output, rows_to_keep(self._local(stay, n), most))
 

@@ -39,7 +39,11 @@ def split(logs: list[dict]) -> dict[str, float]:
     out = dict(steps=len(logs), train_s=train_s, generation_s=total("eager/time_generation_s"),
                scoring_s=total("eager/time_scoring_s"), tokens=total("eager/rollout_tokens"),
                signal=mean("eager/frac_with_signal"), rows_used=mean("eager/rows_used_frac"),
-               engine_steps=mean("eager/engine_steps"))
+               engine_steps=mean("eager/engine_steps"), rows_trained=mean("eager/rows_trained"),
+               moved_rows_frac=mean("eager/moved_rows_frac"))
+    trained = total("eager/rows_trained")  # the share of all trained rows that forks started
+    out["fork_rows_frac"] = sum(h.get("eager/fork_rows_frac", 0.0) * h.get("eager/rows_trained", 0.0)
+                                for h in logs) / trained if trained else 0.0
     out["optimisation_s"] = train_s - out["generation_s"] - out["scoring_s"]
     return out
 
@@ -51,20 +55,3 @@ def at(curve: list[tuple[float, float, float]], t: float) -> tuple[float, float]
             w = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
             return a0 + w * (a1 - a0), e0 + w * (e1 - e0)
     return curve[-1][1], curve[-1][2]
-
-
-def first_reaching(curve: list[tuple[float, float]], target: float) -> float | None:
-    """Interpolated first x at which the curve reaches `target` (None: never)."""
-    for (x0, a0), (x1, a1) in zip(curve, curve[1:]):
-        if a1 >= target > a0 or (a0 >= target and x0 == curve[0][0]):
-            return x0 if a0 >= target else x0 + (target - a0) / (a1 - a0) * (x1 - x0)
-    return None
-
-
-def per_problem_at(points: list[tuple[float, tuple[float, ...]]], t: float) -> list[float]:
-    """Each problem's accuracy at `t` seconds, linearly interpolated between saved models (past the end: the end)."""
-    for (t0, a0), (t1, a1) in zip(points, points[1:]):
-        if t0 <= t <= t1:
-            w = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
-            return [x + w * (y - x) for x, y in zip(a0, a1)]
-    return list(points[-1][1])

@@ -47,6 +47,8 @@ def test_demo_summary_time_split_and_plot(tmp_path, capsys):
         d.mkdir()
         history = [{"step": s, "eager/rollout_tokens": tokens, "eager/rollout_tokens_cumulative": tokens * s,
                     "eager/frac_with_signal": 0.25 * s, "eager/sequences_per_prompt_mean": 4.0,
+                    "eager/rows_trained": 8.0 * s, "eager/fork_rows_frac": 0.5 if gen == "eager" else 0.0,
+                    "eager/moved_rows_frac": 0.25 if gen == "eager" else 0.0,
                     "eager/time_generation_s": gen_s, "eager/time_scoring_s": 0.5,
                     "eager/train_wall_s": (gen_s + 1.5) * s} for s in (1, 2)]
         (d / "trainer_state.json").write_text(json.dumps({"log_history": history + [{"step": 2, "loss": 0}]}))
@@ -54,11 +56,16 @@ def test_demo_summary_time_split_and_plot(tmp_path, capsys):
     assert runs["eager"]["rollout_tokens"] == 2000.0 and runs["eager"]["frac_with_signal"] == 0.375
     assert runs["eager"]["train_s"] == 7.0 and runs["eager"]["generation_s"] == 4.0
     assert runs["eager"]["scoring_s"] == 1.0 and runs["eager"]["optimisation_s"] == 2.0
-    demo.report(list(runs.values()), {"parallel": [(0, 0, 0.3), (6000, 11, 0.4)], "eager": [(0, 0, 0.3), (2000, 7, 0.4)]},
-                tmp_path)
+    assert runs["eager"]["rows_trained"] == 12.0 and runs["eager"]["fork_rows_frac"] == 0.5
+    assert runs["eager"]["moved_rows_frac"] == 0.25
+    # parallel (the first) trained 11 s; eager is read there on its curve: 0.3 at 0 s, 0.5 at 22 s -> 0.4 at 11 s
+    demo.report(list(runs.values()), {"parallel": [(0, 0, 0.3), (6000, 11, 0.4)],
+                                      "eager": [(0, 0, 0.3), (2000, 22, 0.5)]}, tmp_path, problems=400)
     text = capsys.readouterr().out
-    assert "eager_rollout_token_ratio=0.333" in text and "eager_train_time_ratio=0.636" in text
-    assert "equal_time_accuracy_delta=+0.000" in text
+    assert runs["eager"]["accuracy_at_equal_seconds"] == pytest.approx(0.4)
+    se = (0.4 * 0.6 / 400) ** 0.5
+    assert f"eager_minus_parallel=+0.000 +- {2 ** 0.5 * se:.3f}" in text
+    assert "_ratio=" not in text  # no ratio that reads as a loss without a word
     assert (tmp_path / "accuracy_vs_seconds.png").stat().st_size > 1000
     assert json.loads((tmp_path / "comparison.json").read_text())["runs"][1]["generator"] == "eager"
 
@@ -88,8 +95,8 @@ def test_demo_curve_scores_every_checkpoint_and_the_final_model(tmp_path):
 
 def test_demo_checks_every_generator_before_the_first_run(tmp_path):
     """A generator the recipe cannot run fails before any training, with the generator and the field named."""
-    cfg = demo.DemoConfig(output_dir=str(tmp_path), generators=["parallel", "eager"])
-    demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")  # the recipe's own pair: fine
+    cfg = demo.DemoConfig(output_dir=str(tmp_path))
+    demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")  # the default race: fine
     cfg.generators = ["parallel", "eager_init"]
-    with pytest.raises(SystemExit, match="--generators eager_init.*oversample=2"):
+    with pytest.raises(SystemExit, match="--generators eager_init: choose among .*parallel_dynamic_8x8"):
         demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")

@@ -124,7 +124,8 @@ def test_completions_carry_policy_logprobs(run):
 def test_eager_metrics_every_step(run):
     keys = ["rollout_tokens", "rollout_tokens_cumulative", "rows_used_frac", "sequences_per_prompt_mean",
             "sequences_per_prompt_min", "sequences_per_prompt_max", "branches_per_prompt", "frac_solved",
-            "frac_with_signal", "rows_reallocated", "engine_steps"]
+            "frac_with_signal", "rows_reallocated", "engine_steps", "rows_trained", "fork_rows_frac",
+            "moved_rows_frac"]
     assert len(run.logs) == 2
     for log in run.logs:
         assert all(f"eager/{key}" in log for key in keys), sorted(log)
@@ -134,7 +135,15 @@ def test_eager_metrics_every_step(run):
         assert log["completions/clipped_ratio"] == 1
     cumulative = [log["eager/rollout_tokens_cumulative"] for log in run.logs]
     assert cumulative[1] == pytest.approx(cumulative[0] + run.logs[1]["eager/rollout_tokens"])
+    for log, (inputs, output, _) in zip(run.logs, run.outputs):  # one generation per logged step
+        assert log["eager/rows_trained"] == int(carrying(inputs, output, run.trainer.args).sum()) or \
+            not run.trainer.args.drops_unused_rows or run.trainer.args.steps_per_generation > 1
+    if run.generator in ("eager_segments", "eager_init", "eager_adapt"):  # trained rows that forks started
+        assert max(log["eager/fork_rows_frac"] for log in run.logs) > 0
+    if run.generator in ("eager", "screen"):  # rows a verdict placed: extra passes, fills
+        assert max(log["eager/moved_rows_frac"] for log in run.logs) > 0
     if run.generator.startswith("parallel"):
+        assert all(log["eager/fork_rows_frac"] == log["eager/moved_rows_frac"] == 0 for log in run.logs)
         rows = run.trainer.args.per_device_train_batch_size * run.trainer.args.steps_per_generation
         assert all(log["eager/rows_used_frac"] == 1 and log["eager/branches_per_prompt"] == 0 for log in run.logs)
         assert all(log["eager/rollout_tokens"] == rows * 8 for log in run.logs)  # no EOS from a random model

@@ -1,0 +1,106 @@
+"""A race at equal training seconds, one seed at a time, resumable: what `benchmarks.grpo_equal_time` runs.
+
+Per seed, the reference generator (the first: TRL's plain parallel) trains `steps` steps and sets the
+seconds; every other generator trains until it has used them (`max_train_seconds`), saving its model at
+the seconds the reference saved its own. Then one engine scores every model of the seed on the same
+held-out problems and samples. Each finished piece is written at once under `out/<mix>/`:
+`<generator>-<seed>.json` after training (logs, saved models) and again after scoring (the curve); the
+models are deleted once scored. A rerun with the same `out` skips what is there, so a run killed at any
+point loses at most the run it was in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from benchmarks.equal_time import Task, train
+from benchmarks.equal_time.curves import split
+
+SETTINGS = ("steps", "every", "heldout", "samples")  # what a resumed run must share with the stored one
+
+
+def _path(out: Path, task: Task, name: str, seed: int) -> Path:
+    return out / task.name / f"{name}-{seed}.json"
+
+
+def _check_settings(out: Path, task: Task, settings: dict) -> None:
+    """A directory holds one race: resuming it with other settings would mix two."""
+    stamp = out / task.name / "settings.json"
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    if stamp.exists():
+        stored = json.loads(stamp.read_text())
+        if stored != settings:
+            raise SystemExit(f"{stamp.parent} holds a race run with {stored}, not {settings}: pass another --out, or "
+                             "the same settings to resume it.")
+    else:
+        stamp.write_text(json.dumps(settings))
+
+
+def train_seed(task: Task, generators: dict[str, dict], seed: int, steps: int, every: int, out: Path) -> dict:
+    """Train every generator of one seed (the first sets the seconds), skipping runs already stored."""
+    runs: dict[str, dict] = {}
+    marks = seconds = None
+    for k, (name, fields) in enumerate(generators.items()):
+        path = _path(out, task, name, seed)
+        if path.exists():
+            run = json.loads(path.read_text())
+            if run["fields"] != fields:
+                raise SystemExit(f"{path} was trained with {run['fields']}, not {fields}: pass another --out, or the "
+                                 "same generator settings to resume it.")
+        else:
+            model_dir = path.with_suffix("")
+            shutil.rmtree(model_dir, ignore_errors=True)  # a run killed mid-training starts again
+            logs, saved = train(task, fields, seed, model_dir, steps if k == 0 else steps * 6, marks, every, seconds)
+            run = {"seed": seed, "generator": name, "fields": fields, "logs": logs,
+                   "saved": [(step, str(p)) for step, p in saved], "split": split(logs),
+                   "train_s": logs[-1]["eager/train_wall_s"]}
+            path.write_text(json.dumps(run))
+        runs[name] = run
+        if k == 0:
+            by_step = {h["step"]: h["eager/train_wall_s"] for h in run["logs"]}
+            marks, seconds = [by_step[step] for step, _ in run["saved"][:-1]], run["train_s"]
+        print(f"[{task.name}] {name} seed={seed}: {run['split']['steps']} steps, {run['split']['train_s']:.1f} s",
+              flush=True)
+    return runs
+
+
+def score_seed(task: Task, runs: dict[str, dict], out: Path, samples: int) -> None:
+    """Score the seed's saved models on one engine (the base model too), store each curve, delete the models."""
+    todo = {name: run for name, run in runs.items() if "curve" not in run}
+    if not todo:
+        return
+    from recipes.heldout import CheckpointScorer
+
+    scorer = CheckpointScorer(task.model, task.prompts, task.golds, task.is_correct, max_tokens=task.max_tokens,
+                              samples=samples, seed=0, max_model_len=task.max_model_len)
+    try:
+        before = scorer.score()
+        for name, run in todo.items():
+            by_step = {h["step"]: h["eager/train_wall_s"] for h in run["logs"]}
+            run["curve"] = [(0.0, before.mean, before.stderr)]
+            for step, model_dir in run["saved"]:
+                acc = scorer.score(model_dir)
+                run["curve"].append((by_step[step], acc.mean, acc.stderr))
+            path = _path(out, task, name, run["seed"])
+            path.write_text(json.dumps(run))
+            shutil.rmtree(path.with_suffix(""), ignore_errors=True)
+            print(f"[{task.name}] {name} seed={run['seed']}: " + ", ".join(
+                f"{a:.3f}+-{e:.3f}@{t:.0f}s" for t, a, e in run["curve"]), flush=True)
+    finally:
+        scorer.close()
+
+
+def race(task: Task, generators: dict[str, dict], seeds: list[int], settings: dict[str, Any],
+         out: Path) -> dict[str, list[dict]]:
+    """Every seed trained and scored (resuming what `out` holds); per generator its runs in the order of `seeds`."""
+    _check_settings(out, task, {k: settings[k] for k in SETTINGS})
+    results: dict[str, list[dict]] = {name: [] for name in generators}
+    for seed in seeds:
+        runs = train_seed(task, generators, seed, settings["steps"], settings["every"], out)
+        score_seed(task, runs, out, settings["samples"])
+        for name, run in runs.items():
+            results[name].append(run)
+    return results

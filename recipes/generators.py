@@ -1,0 +1,22 @@
+"""The generators a comparison races on the CPU recipe, by name: each is `EagerGRPOConfig` fields over the recipe.
+
+One table for `eager-demo` and `benchmarks.grpo_equal_time`. Every baseline may use every trick that is not
+EAGer's: DAPO's dynamic sampling at two shapes of the same 64 samples a step. The recipe sets dynamic sampling
+and oversample for its own generator (eager); each entry sets them for itself.
+"""
+
+from __future__ import annotations
+
+PLAIN = dict(rollout_generator="parallel", dynamic_sampling=False, oversample=1.0)  # TRL's own, nothing dropped
+GENERATORS: dict[str, dict] = {
+    "parallel": PLAIN,  # 8 prompts x 8
+    "parallel_dynamic_8x8": dict(PLAIN, dynamic_sampling=True),  # groups whose rewards agree leave the loss batch
+    "parallel_dynamic_16x4": dict(PLAIN, dynamic_sampling=True, num_generations=4),  # twice the prompts, 4 each
+    "eager": dict(rollout_generator="eager"),  # the recipe's: the training allocation, oversample, dynamic sampling
+}
+
+
+def cli_flags(fields: dict) -> list[str]:
+    """The fields as `recipes.grpo` command-line flags."""
+    return [arg for name, value in fields.items() for arg in (f"--{name}", str(value).lower()
+                                                              if isinstance(value, bool) else str(value))]
