@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for mix in opts.mixes:
         task = arithmetic_task(mix, model, opts.heldout)
-        results[mix] = race.race(task, generators, opts.seeds, settings, Path(opts.out))
-        figures[mix] = {**report.summarise(results[mix]), "settings": settings, "model": Path(model).name}
-        json_path.write_text(json.dumps(figures, indent=1))
+        for n in range(1, len(opts.seeds) + 1):  # the figures so far after every seed (a later seed resumes)
+            results[mix] = race.race(task, generators, opts.seeds[:n], settings, Path(opts.out))
+            figures[mix] = {**report.summarise(results[mix]), "settings": settings, "model": Path(model).name}
+            json_path.write_text(json.dumps(figures, indent=1))
     plot.draw(results, json_path.with_suffix(".png"))
     for mix in opts.mixes:
         report.print_mix(mix, figures[mix])

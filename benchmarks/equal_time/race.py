@@ -22,6 +22,13 @@ from benchmarks.equal_time.curves import split
 SETTINGS = ("steps", "every", "heldout", "samples")  # what a resumed run must share with the stored one
 
 
+def _write(path: Path, run: dict) -> None:
+    """Atomically: a kill mid-write leaves the old file or none, never half of one."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(run))
+    tmp.replace(path)
+
+
 def _path(out: Path, task: Task, name: str, seed: int) -> Path:
     return out / task.name / f"{name}-{seed}.json"
 
@@ -57,13 +64,12 @@ def train_seed(task: Task, generators: dict[str, dict], seed: int, steps: int, e
             run = {"seed": seed, "generator": name, "fields": fields, "logs": logs,
                    "saved": [(step, str(p)) for step, p in saved], "split": split(logs),
                    "train_s": logs[-1]["eager/train_wall_s"]}
-            path.write_text(json.dumps(run))
+            _write(path, run)
+            print(f"[{task.name}] {name} seed={seed}: {run['split']['steps']} steps, {run['train_s']:.1f} s", flush=True)
         runs[name] = run
         if k == 0:
             by_step = {h["step"]: h["eager/train_wall_s"] for h in run["logs"]}
             marks, seconds = [by_step[step] for step, _ in run["saved"][:-1]], run["train_s"]
-        print(f"[{task.name}] {name} seed={seed}: {run['split']['steps']} steps, {run['split']['train_s']:.1f} s",
-              flush=True)
     return runs
 
 
@@ -85,7 +91,7 @@ def score_seed(task: Task, runs: dict[str, dict], out: Path, samples: int) -> No
                 acc = scorer.score(model_dir)
                 run["curve"].append((by_step[step], acc.mean, acc.stderr))
             path = _path(out, task, name, run["seed"])
-            path.write_text(json.dumps(run))
+            _write(path, run)
             shutil.rmtree(path.with_suffix(""), ignore_errors=True)
             print(f"[{task.name}] {name} seed={run['seed']}: " + ", ".join(
                 f"{a:.3f}+-{e:.3f}@{t:.0f}s" for t, a, e in run["curve"]), flush=True)
