@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="outputs/equal_time", help="runs and models (a rerun resumes from here)")
     ap.add_argument("--json", default="docs/results/equal_time.json", help="the figures, one entry per mix")
     ap.add_argument("--quick", action="store_true", help=f"the inner loop: {QUICK}")
+    ap.add_argument("--stored_only", action="store_true",
+                    help="train and score nothing: report, per mix, the seeds whose every run --out holds, scored")
     ap.add_argument("--eager", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="EagerGRPOConfig fields for the eager run over the recipe's (e.g. eager_screen_roots=2)")
     opts = ap.parse_args(argv)
@@ -99,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for mix in opts.mixes:
         task = arithmetic_task(mix, model, opts.heldout)
-        for n in range(1, len(opts.seeds) + 1):  # the figures so far after every seed (a later seed resumes)
-            results[mix] = race.race(task, generators, opts.seeds[:n], settings, Path(opts.out))
+        seeds = [seed for seed in opts.seeds
+                 if not opts.stored_only or race.stored(task, generators, seed, Path(opts.out))]
+        for n in range(1, len(seeds) + 1):  # the figures so far after every seed (a later seed resumes)
+            results[mix] = race.race(task, generators, seeds[:n], settings, Path(opts.out))
             figures[mix] = {**report.summarise(results[mix]), "settings": settings, "model": Path(model).name}
             json_path.write_text(json.dumps(figures, indent=1))
     plot.draw(results, json_path.with_suffix(".png"))

@@ -125,3 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         delta = paired([at(r["curve"], s)[0] for r, s in zip(runs[name], t)], [p["curve"][-1][1] for p in baseline])
         label = "real_equal_time_delta" if name == "eager" else f"{name}_minus_parallel"
         print(f"{label}={delta.mean:+.4f} ci95_low={delta.low:+.4f} ci95_high={delta.high:+.4f} ({delta})")
+
+
+if __name__ == "__main__":
+    main()

@@ -19,8 +19,8 @@ class TrainSecondsLimit(TrainerCallback):
 
     Every process reaches the decision together (the slowest process's clock: the maximum over
     processes), so no process waits in a collective that another has left. The last step is saved
-    (unless save_strategy is "no"). The seconds count from this run's first step: a resumed run starts
-    its limit over.
+    (unless save_strategy is "no"). The seconds count from the run's first step: a run resumed from a
+    checkpoint goes on counting from the seconds its checkpoint logged (`EagerGRPOTrainer._resumed_counters`).
     """
 
     def __init__(self, trainer: Any) -> None:

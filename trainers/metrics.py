@@ -16,7 +16,7 @@ padding aside), fork_rows_frac (the share of them an entropy fork started) and m
 (the share of the used rows that started after a verdict on their prompt: fills, probes, extra passes);
 and the step's seconds (`trainers.trainer`): time_generation_s (all of TRL's
 `_generate_and_score_completions` but the rewards: weight sync, rollouts, and TRL's log-prob
-pass over every row for its importance-sampling correction), time_scoring_s (reward functions)
+pass for its importance-sampling correction, over the rows that stay in the loss batch on one process), time_scoring_s (reward functions)
 and train_wall_s (seconds since the first step began, at each log: everything above plus the
 optimisation, and checkpoint saves, which the trainer makes after a log).
 """

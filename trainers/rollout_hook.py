@@ -29,6 +29,7 @@ from rollout import EagerConfig, RolloutResult, generate
 from trainers.advantages import verdict_baseline
 
 if TYPE_CHECKING:
+    from trainers.config import EagerGRPOConfig
     from trainers.trainer import EagerGRPOTrainer
 
 logger = logging.getLogger(__name__)
@@ -149,3 +150,30 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
     trainer.eager_last_rollout = result
     trainer.eager_logp_rows = torch.tensor(out["eager_used"], dtype=torch.bool)  # TRL's log-prob pass skips the rest
     return out
+
+
+def check_hook_inputs(args: EagerGRPOConfig, kwargs: dict, train_dataset: Any) -> None:
+    """Refuse what the EAGer hook cannot serve, before TRL builds anything."""
+    if kwargs.get("rollout_func") is not None:
+        raise ValueError(f"rollout_generator={args.rollout_generator!r} installs its own rollout_func: pass "
+                         "rollout_func only with rollout_generator='parallel'.")
+    for name in ("tools", "environment_factory"):
+        if kwargs.get(name):
+            raise ValueError(f"{name} is not supported with rollout_generator={args.rollout_generator!r}: use "
+                             "rollout_generator='parallel'.")
+    if args.rollout_generator != "eager":
+        return
+    for dataset in (train_dataset, *_datasets(kwargs.get("eval_dataset"))):
+        columns = getattr(dataset, "column_names", None)
+        if columns is not None and args.eager_gold_column not in columns:
+            raise ValueError(
+                f"rollout_generator='eager' verifies sequences against the gold answers in column "
+                f"{args.eager_gold_column!r}, which the dataset lacks (columns: {columns}). Set eager_gold_column to "
+                "the column holding the answers, or use a label-free generator (eager_init, eager_adapt)."
+            )
+
+
+def _datasets(eval_dataset: Any) -> list:
+    if eval_dataset is None:
+        return []
+    return list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]

@@ -14,7 +14,10 @@ import warnings
 from dataclasses import dataclass, field
 
 NORMALIZERS = ("tokens", "budget")
-ROW_FREE_LOSSES = ("dapo", "bnpo", "cispo", "vespo")  # normalised by tokens: rows can leave the batch (not dr_grpo)
+# Normalised by the generation batch's loss tokens, counted before any row leaves: rows can leave the batch
+# without changing the loss of the others. Not bnpo (it counts the tokens of the micro-batch it is given), nor
+# the losses that average over rows or divide by them (grpo, sapo, luspo, dr_grpo).
+ROW_FREE_LOSSES = ("dapo", "cispo", "vespo")
 # The step's settings that once carried the eager_ prefix, though any generator uses them: old spelling -> new.
 RENAMED = {"eager_oversample": "oversample", "eager_drop_flat_rows": "dynamic_sampling",
            "eager_drop_unused_rows": "drop_unused_rows", "eager_loss_normalizer": "loss_normalizer",
@@ -31,8 +34,9 @@ class StepFields:
         metadata={"help": "DAPO's dynamic sampling, for any generator: a group whose rewards all agree (all right or all "
                   "wrong: advantage 0) leaves the loss batch and TRL's log-prob pass, so optimisation pays only for "
                   "groups that teach. The loss of the rows that stay is unchanged (the normaliser still counts the "
-                  "step's rows). Needs a token-normalised loss (dapo, bnpo, cispo, vespo), beta=0, no entropy bonus "
-                  "and top_entropy_quantile=1, which are checked. With oversample > 1 it picks the step's groups."},
+                  "step's rows). Needs a loss normalised by the batch's tokens (dapo, cispo, vespo), beta=0, no entropy "
+                  "bonus and top_entropy_quantile=1, which are checked. With oversample > 1 it picks parallel's "
+                  "groups for the step (an EAGer rollout picks its own)."},
     )
     oversample: float = field(
         default=1.0,
@@ -48,9 +52,10 @@ class StepFields:
         metadata={
             "help": "Leave a step's unused rows (an EAGer prompt's empty rows, or parallel's groups beyond the step's "
             "rows under oversample) out of the loss batch, so the loss step's forward and backward passes cost what "
-            "the step trains on. The loss is the same. Applies with a token-normalised loss (dapo, bnpo, cispo, "
-            "vespo) on text; otherwise the rows stay, masked. With several processes each keeps as many rows as the "
-            "busiest one; with steps_per_generation > 1, a multiple of it."
+            "the step trains on. The loss is the same. Applies with a loss normalised by the batch's tokens (dapo, "
+            "cispo, vespo) on text; otherwise the rows stay, masked. With several processes each keeps as many rows "
+            "as the busiest one, and with steps_per_generation > 1 a multiple of it (padded with rows that add "
+            "nothing to the loss)."
         },
     )
     loss_normalizer: str = field(

@@ -40,7 +40,7 @@ from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, keep_r
 from trainers.config import EagerGRPOConfig
 from trainers.metrics import step_metrics
 from trainers.tree_credit import segment_advantages
-from trainers.rollout_hook import Grade, eager_rollout
+from trainers.rollout_hook import Grade, check_hook_inputs, eager_rollout
 from trainers.weight_sync import cpu_build, cpu_engine_kwargs, use_cpu_weight_sync
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class EagerGRPOTrainer(GRPOTrainer):
         if not isinstance(args, EagerGRPOConfig):
             raise TypeError(f"args must be an EagerGRPOConfig, got {type(args).__name__}.")
         if args.is_eager:
-            _check_eager_inputs(args, kwargs, train_dataset)
+            check_hook_inputs(args, kwargs, train_dataset)
             kwargs["rollout_func"] = eager_rollout
         _wandb_defaults(args)
         on_cpu_engine = args.use_vllm and args.vllm_mode == "colocate" and cpu_build()
@@ -138,8 +138,8 @@ class EagerGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict[str, Any]:
         self.eager_batch_inputs = inputs
         start = time.perf_counter()
-        if self.eager_t0 is None:
-            self.eager_t0 = start
+        if self.eager_t0 is None:  # the first step of this process: a resumed run goes on from its checkpoint
+            self.eager_t0 = start - self._resumed_counters()
         self._eager_score_s = 0.0
         self._eager_rewards = self._eager_step_rows = self._eager_loss_rows = None
         try:
@@ -221,10 +221,21 @@ class EagerGRPOTrainer(GRPOTrainer):
             local = self._local(stay, n).cpu()
             self.eager_logp_rows = local if self.eager_logp_rows is None else self.eager_logp_rows & local
 
+    def _resumed_counters(self) -> float:
+        """The training seconds of the run this one resumes, and its rollout tokens (into the cumulative count),
+        from the logs its checkpoint holds (TRL restores them before the first step); 0 for a fresh run. So
+        `eager/train_wall_s`, `eager/rollout_tokens_cumulative` and `max_train_seconds` count the whole run."""
+        logged = [h for h in self.state.log_history if "eager/train_wall_s" in h]
+        if not logged:
+            return 0.0
+        self._eager_tokens_total = logged[-1].get("eager/rollout_tokens_cumulative", 0.0)
+        return logged[-1]["eager/train_wall_s"]
+
     def _mechanism_metrics(self, n: int) -> dict[str, float]:
-        """What the step trained on and where it came from: rows in the loss batch with a gradient, the share of them
-        that an entropy fork started, and the share of the used rows that started after a verdict on their prompt
-        (budget a verdict placed: fills, probes, extra passes). Both shares are 0 for parallel."""
+        """What the step trained on and where it came from: the rows its loss batch holds (padding aside: without
+        dynamic sampling, groups whose rewards agree included), the share of them that an entropy fork started,
+        and the share of the used rows that started after a verdict on their prompt (budget a verdict placed:
+        fills, probes, extra passes). Both shares are 0 for parallel."""
         stay = self._local(self._eager_loss_rows, n).tolist()
         forks = moved = used = 0
         if self.args.is_eager:
@@ -289,8 +300,6 @@ class EagerGRPOTrainer(GRPOTrainer):
             output["num_items_in_batch"] = self._budget_normalizer(n)
         if not self.args.drops_unused_rows or not set(output) <= {*ROW_KEYS, *BATCH_KEYS}:
             return output
-        if self.args.eager_credit == "segments":  # a row whose reward equals its baseline may still carry tokens
-            stay = self._eager_loss_rows = stay & self.accelerator.gather((output["advantages"] != 0).any(dim=1))
         most = rows_each_process_keeps(stay.view(-1, n).sum(dim=1).tolist(), self.args.steps_per_generation, n)
         return keep_rows(output, rows_to_keep(self._local(stay, n), most))
 
@@ -310,7 +319,8 @@ class EagerGRPOTrainer(GRPOTrainer):
                                  dtype=torch.float32, device=device)
         else:  # TRL's layout: G consecutive rows per prompt, all used
             g = self.num_generations if self.model.training else self.num_generations_eval
-            groups = self.accelerator.process_index * (n // g) + torch.arange(n, device=device) // g
+            # a group may straddle two processes when a process's rows are not a multiple of G
+            groups = (self.accelerator.process_index * n + torch.arange(n, device=device)) // g
             used = torch.ones(n, dtype=torch.long, device=device)
             baselines = torch.full((n,), 0.5, device=device)
             tokens = float(sum(len(ids) for ids in completion_ids_list))
@@ -352,33 +362,6 @@ class EagerGRPOTrainer(GRPOTrainer):
             tail = values[-len(log):] if log else []
             for i, value in enumerate(tail):
                 log[len(log) - len(tail) + i] = value
-
-
-def _check_eager_inputs(args: EagerGRPOConfig, kwargs: dict, train_dataset: Any) -> None:
-    """Refuse what the EAGer hook cannot serve, before TRL builds anything."""
-    if kwargs.get("rollout_func") is not None:
-        raise ValueError(f"rollout_generator={args.rollout_generator!r} installs its own rollout_func: pass "
-                         "rollout_func only with rollout_generator='parallel'.")
-    for name in ("tools", "environment_factory"):
-        if kwargs.get(name):
-            raise ValueError(f"{name} is not supported with rollout_generator={args.rollout_generator!r}: use "
-                             "rollout_generator='parallel'.")
-    if args.rollout_generator != "eager":
-        return
-    for dataset in (train_dataset, *_datasets(kwargs.get("eval_dataset"))):
-        columns = getattr(dataset, "column_names", None)
-        if columns is not None and args.eager_gold_column not in columns:
-            raise ValueError(
-                f"rollout_generator='eager' verifies sequences against the gold answers in column "
-                f"{args.eager_gold_column!r}, which the dataset lacks (columns: {columns}). Set eager_gold_column to "
-                "the column holding the answers, or use a label-free generator (eager_init, eager_adapt)."
-            )
-
-
-def _datasets(eval_dataset: Any) -> list:
-    if eval_dataset is None:
-        return []
-    return list(eval_dataset.values()) if isinstance(eval_dataset, dict) else [eval_dataset]
 
 
 def _wandb_defaults(args: EagerGRPOConfig) -> None:

@@ -11,6 +11,7 @@ point loses at most the run it was in.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 from benchmarks.equal_time import Task, train
 from benchmarks.equal_time.curves import split
 
-SETTINGS = ("steps", "every", "heldout", "samples")  # what a resumed run must share with the stored one
+SETTINGS = ("steps", "every", "heldout", "samples")  # what a resumed run must share with the stored one, with
+# the model and the recipe (`_stamp`)
 
 
 def _write(path: Path, run: dict) -> None:
@@ -39,11 +41,16 @@ def _check_settings(out: Path, task: Task, settings: dict) -> None:
     stamp.parent.mkdir(parents=True, exist_ok=True)
     if stamp.exists():
         stored = json.loads(stamp.read_text())
-        if stored != settings:
+        if {k: settings.get(k) for k in stored} != stored:  # (an older stamp without the model and recipe: the rest)
             raise SystemExit(f"{stamp.parent} holds a race run with {stored}, not {settings}: pass another --out, or "
                              "the same settings to resume it.")
-    else:
-        stamp.write_text(json.dumps(settings))
+    stamp.write_text(json.dumps(settings))
+
+
+def stored(task: Task, generators: dict[str, dict], seed: int, out: Path) -> bool:
+    """Whether `out` holds every generator's run of this seed, scored."""
+    paths = [_path(out, task, name, seed) for name in generators]
+    return all(p.exists() and "curve" in json.loads(p.read_text()) for p in paths)
 
 
 def train_seed(task: Task, generators: dict[str, dict], seed: int, steps: int, every: int, out: Path) -> dict:
@@ -54,18 +61,19 @@ def train_seed(task: Task, generators: dict[str, dict], seed: int, steps: int, e
         path = _path(out, task, name, seed)
         if path.exists():
             run = json.loads(path.read_text())
-            if run["fields"] != fields:
-                raise SystemExit(f"{path} was trained with {run['fields']}, not {fields}: pass another --out, or the "
-                                 "same generator settings to resume it.")
+            if run["fields"] != fields or run.get("seconds", seconds) != seconds:  # (older runs did not keep it)
+                raise SystemExit(f"{path} was trained with {run['fields']} for {run.get('seconds')} s, not {fields} for "
+                                 f"{seconds} s: pass another --out, or the same settings to resume it.")
         else:
             model_dir = path.with_suffix("")
             shutil.rmtree(model_dir, ignore_errors=True)  # a run killed mid-training starts again
             logs, saved = train(task, fields, seed, model_dir, steps if k == 0 else steps * 6, marks, every, seconds)
-            run = {"seed": seed, "generator": name, "fields": fields, "logs": logs,
+            run = {"seed": seed, "generator": name, "fields": fields, "seconds": seconds, "logs": logs,
                    "saved": [(step, str(p)) for step, p in saved], "split": split(logs),
                    "train_s": logs[-1]["eager/train_wall_s"]}
             _write(path, run)
-            print(f"[{task.name}] {name} seed={seed}: {run['split']['steps']} steps, {run['train_s']:.1f} s", flush=True)
+            print(f"[{task.name}] {name} seed={seed}: {run['split']['steps']} steps, {run['train_s']:.1f} s",
+                  flush=True)
         runs[name] = run
         if k == 0:
             by_step = {h["step"]: h["eager/train_wall_s"] for h in run["logs"]}
@@ -99,10 +107,16 @@ def score_seed(task: Task, runs: dict[str, dict], out: Path, samples: int) -> No
         scorer.close()
 
 
+def _stamp(task: Task, settings: dict[str, Any]) -> dict:
+    """What a stored race was run with: its settings, the model and the recipe's text (by hash)."""
+    recipe = hashlib.sha256(task.recipe.read_bytes()).hexdigest()[:16]
+    return {**{k: settings[k] for k in SETTINGS}, "model": str(Path(task.model).resolve()), "recipe": recipe}
+
+
 def race(task: Task, generators: dict[str, dict], seeds: list[int], settings: dict[str, Any],
          out: Path) -> dict[str, list[dict]]:
     """Every seed trained and scored (resuming what `out` holds); per generator its runs in the order of `seeds`."""
-    _check_settings(out, task, {k: settings[k] for k in SETTINGS})
+    _check_settings(out, task, _stamp(task, settings))
     results: dict[str, list[dict]] = {name: [] for name in generators}
     for seed in seeds:
         runs = train_seed(task, generators, seed, settings["steps"], settings["every"], out)

@@ -34,6 +34,10 @@ def summarise(runs: dict[str, list[dict]], eager: str = "eager") -> dict:
     """One mix: `runs` per generator (the first is the reference that set the seconds), runs in seed order."""
     reference = next(iter(runs))
     ref = runs[reference]
+    for name, rs in runs.items():  # every difference below pairs runs of one seed
+        if [r["seed"] for r in rs] != [r["seed"] for r in ref]:
+            raise ValueError(f"{name}'s seeds {[r['seed'] for r in rs]} are not {reference}'s "
+                             f"{[r['seed'] for r in ref]}: runs pair by seed.")
     seconds = [r["train_s"] for r in ref]
     accuracy = {name: [at(r["curve"], t)[0] for r, t in zip(rs, seconds)] for name, rs in runs.items()}
     before = [r["curve"][0][1] for r in ref]
@@ -60,19 +64,30 @@ def summarise(runs: dict[str, list[dict]], eager: str = "eager") -> dict:
     return out
 
 
+def _shown(d: dict) -> bool:
+    """An interval that excludes 0 (see stats.Interval.shown)."""
+    return d["low"] > 0 or d["high"] < 0
+
+
 def print_mix(mix: str, s: dict) -> None:
-    """The table of one mix, then its name=value lines."""
-    print(f"[{mix}] seeds {s['seeds']}; accuracy at the reference's seconds ({s['reference']}, "
-          f"{statistics.mean(s['reference_seconds']):.1f} s), before {statistics.mean(s['accuracy_before']):.3f}")
-    print(f"[{mix}] generator | steps | train s (generation, scoring, optimisation) | tokens | signal | rows trained a "
-          "step | fork rows | moved rows | accuracy | minus reference [95% t interval]")
+    """The table of one mix (markdown, as RESULTS shows it), every seed's accuracies, then its name=value lines."""
+    print(f"\n{mix} mix, seeds {s['seeds']}: accuracy at {s['reference']}'s training seconds (mean "
+          f"{statistics.mean(s['reference_seconds']):.1f} s), before {statistics.mean(s['accuracy_before']):.3f}; "
+          "means over seeds; minus reference: mean of the per-seed differences [95% t interval]\n")
+    print("| generator | steps | train s (generation, scoring, optimisation) | tokens | prompts with a signal | rows "
+          "trained a step | from forks | placed by a verdict | accuracy | minus parallel |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, g in s["generators"].items():
         d = g["minus_reference"]
-        print(f"[{mix}] {name} | {g['steps']:.1f} | {g['train_s']:.1f} ({g['generation_s']:.1f}, {g['scoring_s']:.1f}, "
+        delta = "" if name == s["reference"] else f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" + (
+            "" if _shown(d) else " not shown")
+        print(f"| {name} | {g['steps']:.1f} | {g['train_s']:.1f} ({g['generation_s']:.1f}, {g['scoring_s']:.1f}, "
               f"{g['optimisation_s']:.1f}) | {g['tokens']:,.0f} | {g['signal']:.3f} | {g['rows_trained']:.1f} | "
               f"{g['fork_rows_frac']:.3f} | {g['moved_rows_frac']:.3f} | {statistics.mean(s['accuracy'][name]):.3f} | "
-              f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]")
-        print(f"[{mix}] {name} per seed: " + ", ".join(f"{a:.3f}" for a in s["accuracy"][name]))
+              f"{delta} |")
+    print()
+    for name in s["generators"]:
+        print(f"{mix} {name} per seed: " + ", ".join(f"{a:.3f}" for a in s["accuracy"][name]))
     gain = s["parallel_gain"]
     print(f"mix={mix}")
     print(f"seeds={len(s['seeds'])}")
@@ -80,7 +95,8 @@ def print_mix(mix: str, s: dict) -> None:
     print(f"best_baseline={s['best_baseline']}")
     if "eager_vs_best_baseline" in s:
         best, par = s["eager_vs_best_baseline"], s["eager_vs_parallel"]
-        print(f"eager_vs_best_baseline_delta={best['mean']:+.4f}")
+        print(f"eager_vs_best_baseline_delta={best['mean']:+.4f}"
+              + ("" if _shown(best) else " (not shown: the interval holds 0)"))
         print(f"ci95_low={best['low']:+.4f}")
         print(f"ci95_high={best['high']:+.4f}")
         print(f"eager_vs_parallel_delta={par['mean']:+.4f} eager_vs_parallel_ci95=[{par['low']:+.4f}, "

@@ -77,3 +77,41 @@ def test_summary_takes_every_generator_at_the_reference_seconds_and_names_the_be
     assert s["eager_fork_rows_frac"] == pytest.approx(0.30)
     # eager reaches parallel's final accuracy (0.50, 0.46) at 0.10/0.12 x 50 s and at 45 s (and stays above)
     assert s["time_to_parallel_accuracy"]["values"] == pytest.approx((50 / 1.2 / 100, 45 / 90))
+
+
+def test_summary_refuses_runs_that_do_not_pair_by_seed():
+    runs = {"parallel": [_run(0, [(0, 0.4, 0), (10, 0.5, 0)], 10), _run(1, [(0, 0.4, 0), (10, 0.5, 0)], 10)],
+            "eager": [_run(1, [(0, 0.4, 0), (10, 0.5, 0)], 10), _run(0, [(0, 0.4, 0), (10, 0.5, 0)], 10)]}
+    with pytest.raises(ValueError, match="eager's seeds \\[1, 0\\] are not parallel's \\[0, 1\\]"):
+        summarise(runs)
+
+
+def test_a_race_resumes_what_it_stored_and_refuses_to_mix_two(tmp_path, monkeypatch):
+    """A stored run is not trained again; other generator settings, another model or recipe stop the resume."""
+    from benchmarks.equal_time import Task, race
+
+    trained = []
+
+    def fake_train(task, fields, seed, out, steps, marks, every, seconds):
+        trained.append((fields["rollout_generator"], seed, seconds))
+        logs = [{"step": s, "eager/train_wall_s": 10.0 * s, "eager/rollout_tokens": 1.0} for s in (1, 2)]
+        return logs, [(2, out / "final")]
+
+    monkeypatch.setattr(race, "train", fake_train)
+    monkeypatch.setattr(race, "score_seed", lambda *args: None)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("learning_rate: 1.0e-4\n")
+    task = Task("mix", recipe, str(tmp_path / "model"), [], [], [], lambda a, b: a == b, 8)
+    generators = {"parallel": {"rollout_generator": "parallel"}, "eager": {"rollout_generator": "eager"}}
+    settings = dict(steps=2, every=1, heldout=10, samples=1)
+    runs = race.race(task, generators, [0], settings, tmp_path / "out")
+    assert trained == [("parallel", 0, None), ("eager", 0, 20.0)]  # eager gets parallel's seconds
+    assert runs["eager"][0]["seconds"] == 20.0
+    race.race(task, generators, [0, 1], settings, tmp_path / "out")
+    assert trained[2:] == [("parallel", 1, None), ("eager", 1, 20.0)]  # seed 0 resumed, not trained again
+    with pytest.raises(SystemExit, match="was trained with"):
+        race.race(task, {**generators, "eager": {"rollout_generator": "eager", "oversample": 3}}, [0], settings,
+                  tmp_path / "out")
+    recipe.write_text("learning_rate: 2.0e-4\n")
+    with pytest.raises(SystemExit, match="holds a race run with"):
+        race.race(task, generators, [0], settings, tmp_path / "out")

@@ -176,7 +176,7 @@ def test_accelerate_configs():
         ({}, True),
         ({"drop_unused_rows": False}, False),
         ({"loss_type": "dr_grpo"}, False),  # divides by the row count
-        ({"loss_type": "bnpo"}, True),
+        ({"loss_type": "bnpo"}, False),  # divides by the tokens of the micro-batch it is given
         # TRL splits the batch in equal slices: the kept rows are a multiple of them (trainer tests)
         ({"steps_per_generation": 2, "per_device_train_batch_size": 4}, True),
         ({"rollout_generator": "parallel"}, False),  # TRL's own: nothing leaves
@@ -258,6 +258,7 @@ def test_an_old_spelling_that_contradicts_the_new_one_is_refused(tmp_path):
 @pytest.mark.parametrize("overrides, field", [
     ({"loss_type": "grpo"}, "loss_type"),  # averages over rows: a row that leaves changes the others' loss
     ({"loss_type": "dr_grpo"}, "loss_type"),
+    ({"loss_type": "bnpo"}, "loss_type"),  # its normaliser counts the micro-batch's tokens: a row that leaves moves it
     ({"beta": 0.04}, "beta"),  # a flat row still carries the KL term
     ({"entropy_coef": 0.01}, "entropy_coef"),
     ({"top_entropy_quantile": 0.2}, "top_entropy_quantile"),
