@@ -108,9 +108,10 @@ def score_seed(task: Task, runs: dict[str, dict], out: Path, samples: int) -> No
 
 
 def _stamp(task: Task, settings: dict[str, Any]) -> dict:
-    """What a stored race was run with: its settings, the model and the recipe's text (by hash)."""
+    """What a stored race was run with: its settings, the model (by directory name, so that another checkout resumes
+    it) and the recipe's text (by hash)."""
     recipe = hashlib.sha256(task.recipe.read_bytes()).hexdigest()[:16]
-    return {**{k: settings[k] for k in SETTINGS}, "model": str(Path(task.model).resolve()), "recipe": recipe}
+    return {**{k: settings[k] for k in SETTINGS}, "model": Path(task.model).name, "recipe": recipe}
 
 
 def race(task: Task, generators: dict[str, dict], seeds: list[int], settings: dict[str, Any],
