@@ -269,8 +269,10 @@ class EagerGRPOTrainer(GRPOTrainer):
         logps, entropies, aux = super()._get_per_token_logps_and_entropies(
             model, input_ids[idx], attention_mask[idx], logits_to_keep, *args, **kwargs)
         full = logps.new_zeros(input_ids.size(0), logps.size(1))
-        for r, values in enumerate(self._eager_sampling_logps or []):
-            values = torch.tensor([float("nan") if x is None else x for x in values[:logits_to_keep]])
+        skipped = (~rows).nonzero().flatten().tolist() if self._eager_sampling_logps else []
+        for r in skipped:
+            values = self._eager_sampling_logps[r][:logits_to_keep]
+            values = torch.tensor([float("nan") if x is None else x for x in values])
             full[r, :len(values)] = torch.nan_to_num(values).to(full)
         full[idx] = logps
         if entropies is not None:
@@ -290,7 +292,8 @@ class EagerGRPOTrainer(GRPOTrainer):
     def _shape_loss_batch(self, output: dict[str, Any], n: int) -> dict[str, Any]:
         """The step's rows and normaliser; then only the rows that stay (see loss_batch and `_choose_rows`)."""
         step, stay = self._eager_step_rows, self._eager_loss_rows
-        if not bool(step.all()):  # rows outside the step: no advantage, and no tokens in the normaliser
+        if not self.args.is_eager and not bool(step.all()):  # parallel's groups past the step: no advantage, and
+            # no tokens in the normaliser (an EAGer rollout's unused rows have neither already)
             local = self._local(step, n).to(output["advantages"].device)
             output["advantages"] = output["advantages"] * (local.view(-1, *[1] * (output["advantages"].dim() - 1)))
             loss_mask = output["completion_mask"] * output.get("tool_mask", 1)
