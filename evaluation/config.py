@@ -35,6 +35,8 @@ DERIVED = {
     "fill_start_limit": "none: see allocation",
     "fill_size": "none: see allocation",
     "probe_roots": "none: see allocation",
+    "fill_with": "none: see allocation",
+    "probe_with": "none: see allocation",
     "oversample": "none: see allocation",
 }
 

@@ -21,6 +21,7 @@ ENTROPY_SOURCES = ("topk", "full_vocab")
 ON_SOLVED = ("finish", "abort")
 STOP_RULES = ("solved", "signal")
 ALLOCATIONS = ("passes", "screen")
+REFILLS = ("roots", "forks")
 
 # The paper's test-time settings (M = 32, the paper's top2 fork, theta 2.5 for label-aware EAGer) and
 # the seed repository's seed: eager-eval's defaults, where training keeps EagerConfig's own.
@@ -192,8 +193,21 @@ class EagerConfig:
     )
     probe_roots: int = field(
         default=0,
-        metadata={"help": "allocation=screen: more roots for a prompt whose screening answers are all wrong, once every "
-                  "prompt's screening is decided; a right one makes it mixed."},
+        metadata={"help": "allocation=screen: more sequences (roots, or forks with probe_with=forks) for a prompt whose "
+                  "screening answers are all wrong, once every prompt's screening is decided; a right one makes it "
+                  "mixed."},
+    )
+    fill_with: str = field(
+        default="roots",
+        metadata={"help": "allocation=screen: what fills a mixed prompt: roots (new independent samples) or forks (its "
+                  "finished samples, each continued from its most uncertain token, that token drawn again; the group "
+                  "becomes a tree).", "choices": REFILLS},
+    )
+    probe_with: str = field(
+        default="roots",
+        metadata={"help": "allocation=screen: what probes an all-wrong prompt: roots, or forks of its wrong samples at "
+                  "their most uncertain token, that token drawn again (where a wrong answer was decided).",
+                  "choices": REFILLS},
     )
     oversample: float = field(
         default=1.0,

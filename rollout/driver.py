@@ -27,7 +27,7 @@ import numpy as np
 from rollout.config import EagerConfig
 from rollout.engine import Engine, Request, TokenOutput
 from rollout.entropy import topk_entropy
-from rollout.policy import PromptBranching, fork_tokens
+from rollout.policy import PromptBranching, decisive_position, fork_tokens, refill_parent
 from rollout.recursion import Recursion
 from rollout.schedule import Schedule
 from rollout.types import INHERITED, BranchEvent, PromptTree, Sequence
@@ -118,6 +118,23 @@ class Driver:
         tree.sequences.append(seq)
         self._continue(prompt, seq.index)
 
+    def start_fork(self, prompt: int, retry: int) -> bool:
+        """Submit a fork of one of `prompt`'s finished samples (`rollout.policy.refill_parent`) from its most uncertain
+        token, that token drawn again by the engine; its slot is already taken. False when none can be forked."""
+        s = refill_parent(self.trees[prompt])
+        if s is None:
+            return False
+        parent = self.trees[prompt].sequences[s]
+        pos = decisive_position(parent.entropies)
+        state = self.states.get(prompt)
+        event = BranchEvent(s, state.step if state else 0, pos, parent.entropies[pos],
+                            state.effective_threshold() if state else self.trees[prompt].threshold,
+                            parent.tokens[pos], None, len(self.trees[prompt].sequences))
+        new = self._child(prompt, s, pos, event)
+        new.retry = retry
+        self._continue(prompt, new.index, skip_decision_at=pos)
+        return True
+
     def set_threshold(self, prompt: int, threshold: float) -> None:
         self.states[prompt] = PromptBranching(threshold, self.cfg.p99_floor, self.cfg.branch_patience)
 
@@ -184,29 +201,15 @@ class Driver:
         tree = self.trees[i]
         parent = tree.sequences[s]
         self.schedule.take_slot(i)
-        new = Sequence(
-            index=len(tree.sequences),
-            tokens=parent.tokens[:pos],
-            logprobs=parent.logprobs[:pos],
-            entropies=[INHERITED] * pos,
-            parent=s,
-            n_inherited=pos,
-            forced=[f for f in parent.forced if f < pos],
-            retry=parent.retry,
-            verdicts_at_start=self.schedule.known_verdicts(i),
-        )
+        new = self._child(i, s, pos, BranchEvent(s, step, pos, entropy, theta, ptok, child[0] if child else None,
+                                                 len(tree.sequences), self.recursion.span if self.recursion else None))
         if child is not None:
             new.tokens.append(child[0])
             new.logprobs.append(child[1])
             new.entropies.append(entropy)
             new.forced.append(pos)
-        tree.sequences.append(new)
-        if (i, s) in self.reasoning_closed or (child is not None and child[0] == self.cfg.think_end_token_id):
-            self.reasoning_closed.add((i, new.index))
-        tree.branches.append(
-            BranchEvent(s, step, pos, entropy, theta, ptok, child[0] if child else None, new.index,
-                        self.recursion.span if self.recursion else None)
-        )
+            if child[0] == self.cfg.think_end_token_id:
+                self.reasoning_closed.add((i, new.index))
         restarted = False
         if ptok != out.token_id:  # top2 forces the parent onto rank 1: restart it from the new token
             parent.tokens[pos], parent.logprobs[pos] = ptok, plp
@@ -219,6 +222,21 @@ class Driver:
             restarted = True
         self._continue(i, new.index, skip_decision_at=pos if child is None else None)
         return True, restarted
+
+    def _child(self, i: int, s: int, pos: int, event: BranchEvent) -> Sequence:
+        """A new sequence of prompt `i` holding sequence `s`'s first `pos` tokens, recorded as the fork `event`."""
+        tree = self.trees[i]
+        parent = tree.sequences[s]
+        new = Sequence(index=len(tree.sequences), tokens=parent.tokens[:pos], logprobs=parent.logprobs[:pos],
+                       entropies=[INHERITED] * pos, parent=s, n_inherited=pos,
+                       forced=[f for f in parent.forced if f < pos], retry=parent.retry,
+                       verdicts_at_start=self.schedule.known_verdicts(i))
+        tree.sequences.append(new)
+        think_end = self.cfg.think_end_token_id
+        if think_end is not None and think_end in new.tokens:  # the shared prefix already closed its reasoning
+            self.reasoning_closed.add((i, new.index))
+        tree.branches.append(event)
+        return new
 
     def _continue(self, i: int, s: int, skip_decision_at: int | None = None) -> None:
         """Submit sequence `s` to the engine from where its tokens end, or finish it if it cannot go on."""

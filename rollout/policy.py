@@ -97,3 +97,23 @@ def fork_tokens(
         j = others[0]
         return (sampled, sampled_lp), (int(ids[j]), float(lps[j]))
     raise ValueError(f"fork_mode={mode!r}: choose one of top2, alternative, resample.")
+
+
+def decisive_position(entropies: list[float]) -> int | None:
+    """Where a finished sample is forked after the fact (`fill_with` / `probe_with` = forks): its most uncertain
+    token among those it generated itself (copied ones carry INHERITED < 0), the first on a tie; None if none."""
+    best = max(range(len(entropies)), key=entropies.__getitem__, default=None)
+    return None if best is None or entropies[best] < 0 else best
+
+
+def refill_parent(tree) -> int | None:
+    """Which finished sample of `tree` (a rollout.types.PromptTree) a refill fork continues: the one with the fewest
+    children so far (so forks spread over the samples), the first in the tree on a tie; None when no finished,
+    uncut sample has a token of its own to fork at."""
+    children: dict[int, int] = {}
+    for seq in tree.sequences:
+        if seq.parent is not None:
+            children[seq.parent] = children.get(seq.parent, 0) + 1
+    ready = [s.index for s in tree.sequences
+             if s.finished and s.finish_reason != "abort" and decisive_position(s.entropies) is not None]
+    return min(ready, key=lambda s: (children.get(s, 0), s), default=None)

@@ -80,6 +80,10 @@ class Runner(Protocol):
     def start_root(self, prompt: int, retry: int) -> None:
         """Submit a new root sequence of `prompt`; its slot is already taken."""
 
+    def start_fork(self, prompt: int, retry: int) -> bool:
+        """Submit a fork of one of `prompt`'s finished samples from its most uncertain token (the slot is already
+        taken); False when it has none to fork."""
+
     def set_threshold(self, prompt: int, threshold: float) -> None:
         """A fresh branching state at `threshold` for the prompt's sequences, running and future."""
 

@@ -13,6 +13,11 @@ prompts cheaply and gives them the budget, in one call (label-aware, online):
     hard ──── all screening answers wrong: `probe_roots` more roots, after every prompt's
                screening is decided (lowest priority); a right probe makes it mixed.
 
+`fill_with` / `probe_with` = forks: a fill or probe continues one of the prompt's finished samples
+from its most uncertain token, that token drawn again (`rollout.policy.refill_parent` and
+`decisive_position` choose which and where), instead of starting a new root: the shared prefix
+costs no generation, and the new sequence parts where the sample's answer was decided.
+
 The pool holds `max_sequences x prompts / oversample` sequences: with oversample f the trainer
 hands f times the prompts a step trains on, and EAGer spends at most the step's rows on them.
 Slots go to prompts in batch order, never to whichever finished first: a prompt may start
@@ -48,7 +53,8 @@ class ScreenSchedule(PromptCounts):
         self.used = [0] * n
         self.verdicts = [[0, 0] for _ in range(n)]  # [right, wrong]
         self.state = [SCREENING] * n
-        self.want = [0] * n  # roots a prompt's state asks for, not yet started
+        self.want = [0] * n  # sequences a prompt's state asks for, not yet started
+        self.refill = {FILL: config.fill_with == "forks", HARD: config.probe_with == "forks"}  # fork or new root
 
     # --- what the step loop tells the schedule (started, ended, awaiting_verdict: PromptCounts) ----------
     def verdict(self, i: int, verdict: bool | float | None) -> bool:
@@ -139,7 +145,7 @@ class ScreenSchedule(PromptCounts):
             if self.capacity is not None and sum(self.live) >= self.capacity:
                 break
             self.want[i] -= 1
-            self._start(i, runner)
+            self._start(i, runner, fork=self.refill[self.state[i]])
             n += 1
         return n
 
@@ -147,9 +153,12 @@ class ScreenSchedule(PromptCounts):
         """Forks a screening prompt may still take (`may_fork`), which the pool keeps for it."""
         return max(0, min(self.limits[i], self.screen_size) - self.used[i])
 
-    def _start(self, i: int, runner: Runner) -> None:
+    def _start(self, i: int, runner: Runner, fork: bool = False) -> None:
+        """A new sequence of prompt `i`: a root, or with `fork` a fork of one of its finished samples (a root when it
+        has none to fork)."""
         self.used[i] += 1
-        runner.start_root(i, 0)
+        if not (fork and runner.start_fork(i, 0)):
+            runner.start_root(i, 0)
 
     def _can_grow(self, i: int, step: int) -> bool:
         """An idle prompt that still wants roots waits only while it could get them."""

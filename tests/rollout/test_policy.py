@@ -120,3 +120,27 @@ def test_split_saved_budget_even_with_remainder_and_cap():
 def test_config_errors_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"EagerConfig.{field}="):
         EagerConfig(**kwargs)
+
+
+def test_decisive_position_is_the_highest_entropy_of_a_sample_s_own_tokens():
+    from rollout.policy import decisive_position
+    from rollout.types import INHERITED
+
+    assert decisive_position([0.1, 0.9, 0.3, 0.9]) == 1  # the first on a tie
+    assert decisive_position([INHERITED, INHERITED, 0.2, 0.05]) == 2  # copied positions never count
+    assert decisive_position([INHERITED, INHERITED]) is None and decisive_position([]) is None
+
+
+def test_refill_parent_spreads_forks_over_finished_uncut_samples():
+    from rollout.policy import refill_parent
+    from rollout.types import INHERITED, PromptTree, Sequence
+
+    tree = PromptTree(0, [1], 8, 0.5)
+    tree.sequences = [Sequence(0, [3, 4], entropies=[0.5, 0.1], finished=True),
+                      Sequence(1, [3, 5], entropies=[0.2, 0.1], finished=True, finish_reason="abort"),
+                      Sequence(2, [3, 4], entropies=[0.5, 0.1]),  # still running
+                      Sequence(3, [3, 6], entropies=[INHERITED, 0.4], parent=0, n_inherited=1, finished=True)]
+    assert refill_parent(tree) == 3  # sample 0 already has a child; 1 was cut, 2 still runs
+    tree.sequences.append(Sequence(4, [3, 6], entropies=[INHERITED, 0.4], parent=3, n_inherited=1))
+    assert refill_parent(tree) == 0  # both have one child now: the first in the tree
+    assert refill_parent(PromptTree(1, [1], 8, 0.5)) is None

@@ -11,7 +11,7 @@ import pytest
 from rollout import EagerConfig, generate
 from rollout.config import pool_size
 from rollout.screening import ScreenSchedule
-from rollout.types import PromptTree
+from rollout.types import INHERITED, PromptTree
 from tests.rollout.scripted import EOS, ScriptedEngine
 
 V = 30
@@ -204,3 +204,48 @@ def test_screening_forks_where_the_entropy_is_high_within_its_own_budget():
     assert all(t.n_sequences == 6 for t in mixed) and mixed
     with pytest.raises(ValueError, match="screen_forks"):
         cfg(screen_roots=4, screen_forks=3)
+
+
+def decided_at_two(completion: list[int], prompt_len: int = 0) -> np.ndarray:
+    """Calm tokens except position 2, where the token is near-flat over 2..21: the answer (its parity) is decided
+    there, and the sample's highest entropy sits there."""
+    z = np.full(V, -50.0)
+    pos = len(completion)
+    if pos >= 6:
+        z[EOS] = 40.0
+    elif pos == 2:
+        z[2:22] = 0.0
+    else:
+        z[22 + pos] = 12.0
+    return z
+
+
+def answer_at_two(i: int, ids: list[int]) -> bool:
+    return ids[2] % 2 == 0
+
+
+@pytest.mark.parametrize("refill", ["fill_with", "probe_with"])
+def test_refill_forks_continue_a_finished_sample_from_its_most_uncertain_token(refill):
+    c = cfg(probe_roots=2, entropy_threshold=50.0, **{refill: "forks"})  # no fork while generating: refills only
+    r = generate(ScriptedEngine(decided_at_two), prompts(12), c, verifier=answer_at_two)
+    refilled = 0
+    for t in r.trees:
+        right = [s.score for s in t.sequences[:2]].count(1.0)
+        forks = [s for s in t.sequences if s.parent is not None]
+        forked_state = {"fill_with": 0 < right < 2, "probe_with": right == 0}[refill]
+        if not forked_state:
+            assert not forks  # the other refill starts new roots
+            continue
+        for s in forks:
+            parent = t.sequences[s.parent]
+            assert parent.finished and s.n_inherited == 2 and s.tokens[:2] == parent.tokens[:2]
+            assert s.entropies[:2] == [INHERITED, INHERITED] and s.entropies[2] > 2.5  # the token at 2 drawn again
+            assert sum(s.verdicts_at_start) >= 2  # started by verdicts: budget a verdict placed
+            if refill == "probe_with":
+                assert parent.score == 0.0  # a probe continues a wrong sample
+        assert [b.position for b in t.branches] == [2] * len(forks)
+        assert [b.new_seq for b in t.branches] == [s.index for s in forks]
+        # the forks spread over the finished samples: a fill of 4 takes each screening sample twice, 2 probes once
+        assert [s.parent for s in forks] == {"fill_with": [0, 1, 0, 1], "probe_with": [0, 1]}[refill]
+        refilled += 1
+    assert refilled > 0, "some prompt should have been refilled"

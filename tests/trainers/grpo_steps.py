@@ -38,6 +38,12 @@ GENERATORS = {
     "screen": {"rollout_generator": "eager", "eager_allocation": "screen", "eager_screen_roots": 2,
                "per_device_train_batch_size": 24, "dynamic_sampling": True,
                "oversample": 4 / 3, "eager_fill_start_limit": 3.0, "loss_normalizer": "budget"},
+    # The same allocation whose fills and probes are forks of finished samples from their most uncertain token:
+    # "no" prompts (all wrong) get 2 probes, forks of their wrong samples.
+    "screen_refill_forks": {"rollout_generator": "eager", "eager_allocation": "screen", "eager_screen_roots": 2,
+                            "per_device_train_batch_size": 24, "dynamic_sampling": True, "oversample": 4 / 3,
+                            "eager_fill_start_limit": 3.0, "eager_probe_roots": 2, "eager_fill_with": "forks",
+                            "eager_probe_with": "forks"},
     # TRL's own sampling with DAPO's dynamic sampling: 8 prompts x 4 handed, the step trains on at most 4 groups,
     # those with a signal first.
     "parallel_dynamic": {"rollout_generator": "parallel", "dynamic_sampling": True, "oversample": 2.0},

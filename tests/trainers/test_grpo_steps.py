@@ -140,8 +140,10 @@ def test_eager_metrics_every_step(run):
             not run.trainer.args.drops_unused_rows or run.trainer.args.steps_per_generation > 1
     if run.generator in ("eager_segments", "eager_init", "eager_adapt"):  # trained rows that forks started
         assert max(log["eager/fork_rows_frac"] for log in run.logs) > 0
-    if run.generator in ("eager", "screen"):  # rows a verdict placed: extra passes, fills
+    if run.generator in ("eager", "screen", "screen_refill_forks"):  # rows a verdict placed: extra passes, fills
         assert max(log["eager/moved_rows_frac"] for log in run.logs) > 0
+    if run.generator == "screen_refill_forks":  # its fills and probes are forks
+        assert max(log["eager/fork_rows_frac"] for log in run.logs) > 0
     if run.generator.startswith("parallel"):
         assert all(log["eager/fork_rows_frac"] == log["eager/moved_rows_frac"] == 0 for log in run.logs)
         rows = run.trainer.args.per_device_train_batch_size * run.trainer.args.steps_per_generation
@@ -209,6 +211,27 @@ def test_screen_spends_its_pool_on_prompts_with_a_signal(run):
         assert (old[~used] == 0).all() and (old[used] != 0).any(dim=1).all()
         assert float(loss_batch["num_items_in_batch"]) == 24 * 8
     assert filled > 0, "expected a mixed coin prompt to be filled"
+
+
+def test_refill_forks_train_as_rows_that_repeat_their_parent_s_prefix(run):
+    """Fills and probes forked from finished samples: each fork's row holds its parent's tokens up to the fork and
+    its own after it; probes of never-solved prompts continue wrong samples; rows from forks reach the loss."""
+    if run.generator != "screen_refill_forks":
+        pytest.skip("refill forks only")
+    trainer, forks = run.trainer, 0
+    inputs, output, _ = run.outputs[-1]  # the last step's trees are the trainer's last rollout
+    trees, rows = trainer.eager_last_rollout.trees, trainer.eager_row_sequences
+    for r, row in enumerate(rows):
+        if row is None or trees[row[0]].sequences[row[1]].parent is None:
+            continue
+        tree = trees[row[0]]
+        seq, parent = tree.sequences[row[1]], tree.sequences[tree.sequences[row[1]].parent]
+        assert parent.finished and seq.tokens[: seq.n_inherited] == parent.tokens[: seq.n_inherited]
+        assert output["completion_ids"][r, : len(seq.tokens)].tolist() == seq.tokens
+        if label_of(inputs[r]["prompt"]) == "no":
+            assert parent.score == 0.0
+        forks += 1
+    assert forks > 0, "expected fills or probes forked from finished samples"
 
 
 def test_dynamic_sampling_trains_on_groups_with_a_signal(run):
