@@ -30,8 +30,14 @@ def mean_curve(rs: list[dict], reference: list[dict]) -> list[tuple[float, float
     return sorted(set(out))
 
 
+def is_eager(name: str) -> bool:
+    """EAGer's runs are named `eager` (the recipe's default) or `eager_<variant>`; every other run is a baseline."""
+    return name == "eager" or name.startswith("eager_")
+
+
 def summarise(runs: dict[str, list[dict]], eager: str = "eager") -> dict:
-    """One mix: `runs` per generator (the first is the reference that set the seconds), runs in seed order."""
+    """One mix: `runs` per generator (the first is the reference that set the seconds), runs in seed order. The
+    best baseline is the best non-EAGer run; every EAGer run is set against it, and `eager` is the headline."""
     reference = next(iter(runs))
     ref = runs[reference]
     for name, rs in runs.items():  # every difference below pairs runs of one seed
@@ -48,8 +54,10 @@ def summarise(runs: dict[str, list[dict]], eager: str = "eager") -> dict:
         g = {k: statistics.mean(r["split"][k] for r in rs) for k in SPLIT}
         g["minus_reference"] = paired(accuracy[name], accuracy[reference]).as_dict()
         out["generators"][name] = g
-    baselines = [name for name in runs if name != eager]
+    baselines = [name for name in runs if not is_eager(name)]
     out["best_baseline"] = max(baselines, key=lambda name: statistics.mean(accuracy[name]))
+    for name in filter(is_eager, runs):
+        out["generators"][name]["minus_best_baseline"] = paired(accuracy[name], accuracy[out["best_baseline"]]).as_dict()
     if eager in runs:
         best = paired(accuracy[eager], accuracy[out["best_baseline"]])
         out.update(eager_vs_best_baseline=best.as_dict(), ci95_low=best.low, ci95_high=best.high,
@@ -69,6 +77,10 @@ def _shown(d: dict) -> bool:
     return d["low"] > 0 or d["high"] < 0
 
 
+def _delta(d: dict) -> str:
+    return f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" + ("" if _shown(d) else " not shown")
+
+
 def print_mix(mix: str, s: dict) -> None:
     """The table of one mix (markdown, as RESULTS shows it), every seed's accuracies, then its name=value lines."""
     print(f"\n{mix} mix, seeds {s['seeds']}: accuracy at {s['reference']}'s training seconds (mean "
@@ -78,9 +90,9 @@ def print_mix(mix: str, s: dict) -> None:
           "trained a step | from forks | placed by a verdict | accuracy | minus parallel |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, g in s["generators"].items():
-        d = g["minus_reference"]
-        delta = "" if name == s["reference"] else f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]" + (
-            "" if _shown(d) else " not shown")
+        delta = "" if name == s["reference"] else _delta(g["minus_reference"])
+        if "minus_best_baseline" in g:
+            delta += f"; minus {s['best_baseline']}: {_delta(g['minus_best_baseline'])}"
         print(f"| {name} | {g['steps']:.1f} | {g['train_s']:.1f} ({g['generation_s']:.1f}, {g['scoring_s']:.1f}, "
               f"{g['optimisation_s']:.1f}) | {g['tokens']:,.0f} | {g['signal']:.3f} | {g['rows_trained']:.1f} | "
               f"{g['fork_rows_frac']:.3f} | {g['moved_rows_frac']:.3f} | {statistics.mean(s['accuracy'][name]):.3f} | "
@@ -109,3 +121,9 @@ def print_mix(mix: str, s: dict) -> None:
         else:
             print(f"time_to_parallel_accuracy_ratio=nan (eager stays at or above parallel's final accuracy on "
                   f"{t['reached']} of {t['of']} seeds)")
+    for name, g in s["generators"].items():
+        if is_eager(name) and name != "eager":
+            d = g["minus_best_baseline"]
+            print(f"{name}_vs_best_baseline_delta={d['mean']:+.4f} {name}_ci95=[{d['low']:+.4f}, {d['high']:+.4f}]"
+                  f"{'' if _shown(d) else ' (not shown)'} {name}_fork_rows_frac={g['fork_rows_frac']:.3f} "
+                  f"{name}_moved_rows_frac={g['moved_rows_frac']:.3f}")

@@ -79,6 +79,19 @@ def test_summary_takes_every_generator_at_the_reference_seconds_and_names_the_be
     assert s["time_to_parallel_accuracy"]["values"] == pytest.approx((50 / 1.2 / 100, 45 / 90))
 
 
+def test_every_eager_variant_is_set_against_the_best_baseline_and_never_counts_as_one():
+    runs = {
+        "parallel": [_run(0, [(0, 0.40, 0), (100, 0.50, 0)], 100), _run(1, [(0, 0.40, 0), (90, 0.46, 0)], 90)],
+        "eager": [_run(0, [(0, 0.40, 0), (100, 0.52, 0)], 100), _run(1, [(0, 0.40, 0), (90, 0.47, 0)], 90)],
+        "eager_forks": [_run(0, [(0, 0.40, 0), (100, 0.60, 0)], 100), _run(1, [(0, 0.40, 0), (90, 0.58, 0)], 90)],
+    }
+    s = summarise(runs)
+    assert s["best_baseline"] == "parallel"  # the better eager_forks is not a baseline
+    assert s["generators"]["eager_forks"]["minus_best_baseline"]["values"] == pytest.approx((0.10, 0.12))
+    assert s["eager_vs_best_baseline"]["values"] == pytest.approx((0.02, 0.01))
+    assert "minus_best_baseline" not in s["generators"]["parallel"]
+
+
 def test_summary_refuses_runs_that_do_not_pair_by_seed():
     runs = {"parallel": [_run(0, [(0, 0.4, 0), (10, 0.5, 0)], 10), _run(1, [(0, 0.4, 0), (10, 0.5, 0)], 10)],
             "eager": [_run(1, [(0, 0.4, 0), (10, 0.5, 0)], 10), _run(0, [(0, 0.4, 0), (10, 0.5, 0)], 10)]}
