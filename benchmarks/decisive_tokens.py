@@ -208,7 +208,8 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
         "root_tokens_mean": tokens("root", every) / (len(every) * draws),
         "fork_group_token_ratio": (root_tokens + tokens("fork", every)) / (root_tokens + tokens("root", every)),
         "fork_right_per_token_ratio": (right("fork", wrong) / max(1, tokens("fork", wrong)))
-                                      / max(1e-12, right("root", wrong) / max(1, tokens("root", wrong))),
+                                      / (right("root", wrong) / max(1, tokens("root", wrong)))
+                                      if right("root", wrong) else nan,  # no right root: undefined
         "fork_row_tokens_ratio": mean([n + pos for k in every for n, _, pos in by_root[k]["fork"]])
                                  / mean([n for k in every for n, _, _ in by_root[k]["root"]]),
     }
