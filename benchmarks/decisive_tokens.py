@@ -10,13 +10,15 @@ token than a fresh sample of the prompt does. Per model:
 2. For every root, `--draws` continuations of each kind, in one engine batch:
      fork    the root's prefix up to its highest-entropy token, that token sampled again
              (`fork_mode=resample`: the continuation is an exact policy sample given the prefix)
+     surprise the same at the token the root drew with the lowest probability (where a slip is likeliest)
      random  the same at a position drawn uniformly (does the entropy pick the place?)
      root    a new root of the prompt.
 
 Printed per model (SmolLM2's lines carry a `smollm2_` prefix):
 - `tokens_above_threshold_frac=`: the share of generated tokens above the recipe's fork threshold;
-- `decisive_fork_rate=`, `random_fork_rate=`, `new_root_rate=`: how often a continuation of a wrong
-  root comes back right; `fork_minus_root_rate=` paired per wrong root, with its 95% t interval;
+- `decisive_fork_rate=`, `surprise_fork_rate=`, `random_fork_rate=`, `new_root_rate=`: how often a continuation
+  of a wrong root comes back right; `fork_minus_root_rate=` and `surprise_minus_root_rate=`, paired per prompt
+  (the mean over its wrong roots), with their 95% t intervals;
 - `fork_group_token_ratio=`: generated tokens of a group of the prompt's roots plus one fork of each,
   against the roots plus as many new roots (the shared prefix counted once);
 - `fork_right_per_token_ratio=`: right answers per generated token of forks over wrong roots, against roots;
@@ -49,7 +51,7 @@ from recipes.engine_env import cpu_engine_env
 
 cpu_engine_env(kv_cache_gib=2)
 
-KINDS = ("fork", "random", "root")
+KINDS = ("fork", "surprise", "random", "root")
 RECIPES = {"arithmetic": Path(__file__).resolve().parents[1] / "recipes" / "cpu_default.yaml",
            "smollm2": Path(__file__).resolve().parent / "wordmath" / "grpo.yaml"}
 
@@ -111,18 +113,19 @@ def complete(engine, requests) -> dict[str, list[int]]:
 
 
 def continuation_requests(task: Task, roots, draws: int, seed: int):
-    """Per root (prompt i, sample s, tokens, entropies), `draws` continuations of each kind; (requests, plan),
-    plan[request id] = (root key, kind, shared prefix tokens)."""
+    """Per root {(prompt i, sample s): (tokens, entropies, sampled log-probs)}, `draws` continuations of each kind;
+    (requests, plan), plan[request id] = (root key, kind, shared prefix tokens)."""
     from rollout.driver import request_seed
     from rollout.engine import Request
 
     rng = random.Random(seed)
     requests, plan = [], {}
-    for (i, s), (tokens, entropies) in roots.items():
+    for (i, s), (tokens, entropies, logprobs) in roots.items():
         decisive = max(range(len(tokens)), key=lambda t: entropies[t])
+        surprise = min(range(len(tokens)), key=lambda t: logprobs[t])  # the least likely token it drew
         for d in range(draws):
             for k, kind in enumerate(KINDS):
-                pos = {"fork": decisive, "random": rng.randrange(len(tokens)), "root": 0}[kind]
+                pos = {"fork": decisive, "surprise": surprise, "random": rng.randrange(len(tokens)), "root": 0}[kind]
                 rid = f"{i}.{s}.{kind}.{d}"
                 room = task.max_new_tokens - pos
                 requests.append(Request(rid, task.prompts[i] + tokens[:pos], room,
@@ -143,9 +146,9 @@ def sample(task: Task, roots_per_prompt: int, draws: int, seed: int):
     result = generate(engine, task.prompts, config)
     right = lambda i, ids: bool(task.is_correct(task.tokenizer.decode(ids, skip_special_tokens=True),  # noqa: E731
                                                 task.golds[i]))
-    roots = {(t.prompt_index, s.index): (list(s.tokens), list(s.entropies), right(t.prompt_index, s.tokens))
-             for t in result.trees for s in t.sequences if s.tokens}
-    requests, plan = continuation_requests(task, {k: v[:2] for k, v in roots.items()}, draws, seed)
+    roots = {(t.prompt_index, s.index): (list(s.tokens), list(s.entropies), right(t.prompt_index, s.tokens),
+                                         list(s.logprobs)) for t in result.trees for s in t.sequences if s.tokens}
+    requests, plan = continuation_requests(task, {k: (v[0], v[1], v[3]) for k, v in roots.items()}, draws, seed)
     engine.configure(config.temperature, config.top_logprobs, config.stop_token_ids, False)
     new = complete(engine, requests)
     del engine, llm
@@ -181,7 +184,7 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
 
     nan = float("nan")
     mean = lambda xs: statistics.mean(xs) if xs else nan  # noqa: E731
-    entropies = [h for tokens, ents, _ in roots.values() for h in ents if h != INHERITED]
+    entropies = [h for v in roots.values() for h in v[1] if h != INHERITED]
     by_root: dict = defaultdict(lambda: defaultdict(list))  # root -> kind -> [(new tokens, right, prefix)]
     for key, kind, pos, n, ok in conts.values():
         by_root[key][kind].append((n, ok, pos))
@@ -191,6 +194,7 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
         prompts[k[0]].append(k)
     rate = lambda kind, keys: mean([ok for k in keys for _, ok, _ in by_root[k][kind]])  # noqa: E731
     delta = interval([rate("fork", ks) - rate("root", ks) for ks in prompts.values()])  # the prompt is the unit
+    surprise = interval([rate("surprise", ks) - rate("root", ks) for ks in prompts.values()])
     tokens = lambda kind, keys: sum(n for k in keys for n, _, _ in by_root[k][kind])  # noqa: E731
     right = lambda kind, keys: sum(ok for k in keys for _, ok, _ in by_root[k][kind])  # noqa: E731
     every = list(roots)
@@ -201,7 +205,9 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
         "tokens_above_threshold_frac": mean([h > task.threshold for h in entropies]),
         "wrong_roots": len(wrong), "prompts_with_a_wrong_root": len(prompts),
         "decisive_position_frac": mean([by_root[k]["fork"][0][2] / len(roots[k][0]) for k in every]),
-        "decisive_fork_rate": rate("fork", wrong), "random_fork_rate": rate("random", wrong),
+        "decisive_fork_rate": rate("fork", wrong), "surprise_fork_rate": rate("surprise", wrong),
+        "surprise_minus_root_rate": surprise.mean, "surprise_minus_root_ci95_low": surprise.low,
+        "surprise_minus_root_ci95_high": surprise.high, "random_fork_rate": rate("random", wrong),
         "new_root_rate": rate("root", wrong), "fork_minus_root_rate": delta.mean,
         "fork_minus_root_ci95_low": delta.low, "fork_minus_root_ci95_high": delta.high,
         "fork_tokens_mean": tokens("fork", every) / (len(every) * draws),
@@ -229,8 +235,9 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
 
 
 COST = (0.0088, 0.000255, 0.027)  # allocation_bound's defaults: s per critical-path engine step, per token, per row
-HEADLINE = ("tokens_above_threshold_frac", "decisive_fork_rate", "random_fork_rate", "new_root_rate",
-            "fork_minus_root_rate", "fork_minus_root_ci95_low", "fork_minus_root_ci95_high", "fork_group_token_ratio",
+HEADLINE = ("tokens_above_threshold_frac", "decisive_fork_rate", "surprise_fork_rate", "random_fork_rate", "new_root_rate",
+            "fork_minus_root_rate", "fork_minus_root_ci95_low", "fork_minus_root_ci95_high", "surprise_minus_root_rate",
+            "surprise_minus_root_ci95_low", "surprise_minus_root_ci95_high", "fork_group_token_ratio",
             "fork_right_per_token_ratio", "fork_row_tokens_ratio", "probe_signal_per_second_ratio", "fill_seconds_ratio")
 
 
