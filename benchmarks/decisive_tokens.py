@@ -198,6 +198,13 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
     tokens = lambda kind, keys: sum(n for k in keys for n, _, _ in by_root[k][kind])  # noqa: E731
     right = lambda kind, keys: sum(ok for k in keys for _, ok, _ in by_root[k][kind])  # noqa: E731
     every = list(roots)
+
+    def per_token(kind: str) -> float:
+        """Right answers per generated token of `kind` continuations of wrong roots, over new roots' (nan: no right
+        new root)."""
+        root = right("root", wrong) / max(1, tokens("root", wrong))
+        return right(kind, wrong) / max(1, tokens(kind, wrong)) / root if root else nan
+
     root_tokens = sum(len(roots[k][0]) for k in every) * draws
     out = {
         "prompts": len(task.prompts), "roots": len(roots), "root_accuracy": mean([v[2] for v in roots.values()]),
@@ -213,9 +220,8 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
         "fork_tokens_mean": tokens("fork", every) / (len(every) * draws),
         "root_tokens_mean": tokens("root", every) / (len(every) * draws),
         "fork_group_token_ratio": (root_tokens + tokens("fork", every)) / (root_tokens + tokens("root", every)),
-        "fork_right_per_token_ratio": (right("fork", wrong) / max(1, tokens("fork", wrong)))
-                                      / (right("root", wrong) / max(1, tokens("root", wrong)))
-                                      if right("root", wrong) else nan,  # no right root: undefined
+        "fork_right_per_token_ratio": per_token("fork"), "surprise_right_per_token_ratio": per_token("surprise"),
+        "surprise_tokens_mean": tokens("surprise", every) / (len(every) * draws),
         "fork_row_tokens_ratio": mean([n + pos for k in every for n, _, pos in by_root[k]["fork"]])
                                  / mean([n for k in every for n, _, _ in by_root[k]["root"]]),
     }
@@ -224,21 +230,26 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
         groups[k[0]].append(k)
     hard = {i: ks for i, ks in groups.items() if not any(roots[k][2] for k in ks)}
     mixed_ = {i: ks for i, ks in groups.items() if 0 < sum(roots[k][2] for k in ks) < len(ks)}
-    (fs, ft), (rs, rt) = (group_replay(roots, by_root, hard, kind, draws, True) for kind in ("fork", "root"))
     out["hard_prompts"], out["mixed_prompts"] = len(hard), len(mixed_)
     rows = 2 * draws * sum(map(len, hard.values()))  # every probed group's rows, had each found a right answer
-    out["probe_fork_signal_frac"], out["probe_root_signal_frac"] = (fs / rows, rs / rows) if rows else (nan, nan)
-    out["probe_signal_per_second_ratio"] = (fs / ft) / (rs / rt) if rs and ft else nan  # no root signal: undefined
-    (_, ff), (_, rf) = (group_replay(roots, by_root, mixed_, kind, draws, False) for kind in ("fork", "root"))
-    out["fill_seconds_ratio"] = ff / rf if rf else nan
+    probe = {kind: group_replay(roots, by_root, hard, kind, draws, True) for kind in KINDS}
+    fill = {kind: group_replay(roots, by_root, mixed_, kind, draws, False)[1] for kind in KINDS}
+    (rs, rt), rf = probe["root"], fill["root"]
+    for kind, name in (("fork", ""), ("surprise", "surprise_")):
+        fs, ft = probe[kind]
+        out[f"probe_{kind}_signal_frac"], out["probe_root_signal_frac"] = (fs / rows, rs / rows) if rows else (nan, nan)
+        out[f"{name}probe_signal_per_second_ratio"] = (fs / ft) / (rs / rt) if rs and ft else nan  # no root signal
+        out[f"{name}fill_seconds_ratio"] = fill[kind] / rf if rf else nan
     return out
 
 
 COST = (0.0088, 0.000255, 0.027)  # allocation_bound's defaults: s per critical-path engine step, per token, per row
-HEADLINE = ("tokens_above_threshold_frac", "decisive_fork_rate", "surprise_fork_rate", "random_fork_rate", "new_root_rate",
-            "fork_minus_root_rate", "fork_minus_root_ci95_low", "fork_minus_root_ci95_high", "surprise_minus_root_rate",
+HEADLINE = ("tokens_above_threshold_frac", "decisive_fork_rate", "surprise_fork_rate", "random_fork_rate",
+            "new_root_rate", "fork_minus_root_rate", "fork_minus_root_ci95_low", "fork_minus_root_ci95_high", "surprise_minus_root_rate",
             "surprise_minus_root_ci95_low", "surprise_minus_root_ci95_high", "fork_group_token_ratio",
-            "fork_right_per_token_ratio", "fork_row_tokens_ratio", "probe_signal_per_second_ratio", "fill_seconds_ratio")
+            "fork_right_per_token_ratio", "surprise_right_per_token_ratio", "fork_row_tokens_ratio",
+            "probe_signal_per_second_ratio", "surprise_probe_signal_per_second_ratio", "fill_seconds_ratio",
+            "surprise_fill_seconds_ratio")
 
 
 def main(argv: list[str] | None = None) -> dict:
