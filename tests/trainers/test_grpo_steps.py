@@ -48,7 +48,7 @@ def test_rows_per_step_constant(run):
     assert len(run.outputs) == 2
     drops = run.trainer.args.drops_unused_rows
     assert drops == (run.generator in ("eager_init", "eager", "eager_verdicts", "eager_segments", "screen",
-                                       "parallel_dynamic", "parallel_dynamic_accumulated"))
+                                       "screen_refill_forks", "parallel_dynamic", "parallel_dynamic_accumulated"))
     args = run.trainer.args
     rows = args.per_device_train_batch_size * args.steps_per_generation  # a generation batch
     for inputs, output, loss_batch in run.outputs:
