@@ -37,6 +37,7 @@ DERIVED = {
     "probe_roots": "none: see allocation",
     "fill_with": "none: see allocation",
     "probe_with": "none: see allocation",
+    "refill_at": "none: see allocation",
     "oversample": "none: see allocation",
 }
 

@@ -16,12 +16,13 @@ GENERATORS: dict[str, dict] = {
 }
 # EAGer at a shape where verdicts move budget: 24 prompts handed (oversample 3) screened with 2 roots each, the
 # rest of the step's 64 rows filling mixed prompts to 4 and probing all-wrong ones with 2 more; the same with
-# the fills and probes forked from finished samples at their most uncertain token.
+# the fills and probes forked from finished samples at their most uncertain token, or at the token each drew
+# with the lowest probability.
 MOVED = dict(rollout_generator="eager", oversample=3.0, eager_screen_roots=2, eager_fill_size=4, eager_probe_roots=2)
 GENERATORS.update({
     "eager_refill_roots": MOVED,
     "eager_refill_forks": dict(MOVED, eager_fill_with="forks", eager_probe_with="forks"),
-    "eager_probe_forks": dict(MOVED, eager_probe_with="forks"),
+    "eager_refill_surprise": dict(MOVED, eager_fill_with="forks", eager_probe_with="forks", eager_refill_at="surprise"),
 })
 
 

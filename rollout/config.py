@@ -22,6 +22,7 @@ ON_SOLVED = ("finish", "abort")
 STOP_RULES = ("solved", "signal")
 ALLOCATIONS = ("passes", "screen")
 REFILLS = ("roots", "forks")
+REFILL_AT = ("entropy", "surprise")
 
 # The paper's test-time settings (M = 32, the paper's top2 fork, theta 2.5 for label-aware EAGer) and
 # the seed repository's seed: eager-eval's defaults, where training keeps EagerConfig's own.
@@ -208,6 +209,12 @@ class EagerConfig:
         metadata={"help": "allocation=screen: what probes an all-wrong prompt: roots, or forks of its wrong samples at "
                   "their most uncertain token, that token drawn again (where a wrong answer was decided).",
                   "choices": REFILLS},
+    )
+    refill_at: str = field(
+        default="entropy",
+        metadata={"help": "fill_with / probe_with = forks: where a finished sample is continued from: entropy (its most "
+                  "uncertain token) or surprise (the token it drew with the lowest probability); the token is drawn "
+                  "again there (rollout.policy.decisive_position).", "choices": REFILL_AT},
     )
     oversample: float = field(
         default=1.0,

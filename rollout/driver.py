@@ -119,13 +119,14 @@ class Driver:
         self._continue(prompt, seq.index)
 
     def start_fork(self, prompt: int, retry: int) -> bool:
-        """Submit a fork of one of `prompt`'s finished samples (`rollout.policy.refill_parent`) from its most uncertain
-        token, that token drawn again by the engine; its slot is already taken. False when none can be forked."""
-        s = refill_parent(self.trees[prompt])
+        """Submit a fork of one of `prompt`'s finished samples (`rollout.policy.refill_parent`) from the token
+        `refill_at` names, that token drawn again by the engine; its slot is already taken. False when none can be
+        forked."""
+        s = refill_parent(self.trees[prompt], self.cfg.refill_at)
         if s is None:
             return False
         parent = self.trees[prompt].sequences[s]
-        pos = decisive_position(parent.entropies)
+        pos = decisive_position(parent, self.cfg.refill_at)
         state = self.states.get(prompt)
         event = BranchEvent(s, state.step if state else 0, pos, parent.entropies[pos],
                             state.effective_threshold() if state else self.trees[prompt].threshold,

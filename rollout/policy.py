@@ -99,14 +99,20 @@ def fork_tokens(
     raise ValueError(f"fork_mode={mode!r}: choose one of top2, alternative, resample.")
 
 
-def decisive_position(entropies: list[float]) -> int | None:
-    """Where a finished sample is forked after the fact (`fill_with` / `probe_with` = forks): its most uncertain
-    token among those it generated itself (copied ones carry INHERITED < 0), the first on a tie; None if none."""
-    best = max(range(len(entropies)), key=entropies.__getitem__, default=None)
-    return None if best is None or entropies[best] < 0 else best
+def decisive_position(seq, rule: str = "entropy") -> int | None:
+    """Where a finished sample (a rollout.types.Sequence) is forked after the fact (`fill_with` / `probe_with` =
+    forks), among the tokens it generated itself (copied ones carry INHERITED entropies): `refill_at=entropy` its
+    most uncertain token, `surprise` the token it drew with the lowest probability (where a slip is likeliest);
+    the first on a tie; None when it generated none."""
+    own = [t for t in range(seq.n_inherited, len(seq.tokens)) if seq.entropies[t] >= 0]
+    if not own:
+        return None
+    if rule == "surprise":
+        return min(own, key=seq.logprobs.__getitem__)
+    return max(own, key=seq.entropies.__getitem__)
 
 
-def refill_parent(tree) -> int | None:
+def refill_parent(tree, rule: str = "entropy") -> int | None:
     """Which finished sample of `tree` (a rollout.types.PromptTree) a refill fork continues: the one with the fewest
     children so far (so forks spread over the samples), the first in the tree on a tie; None when no finished,
     uncut sample has a token of its own to fork at."""
@@ -115,5 +121,5 @@ def refill_parent(tree) -> int | None:
         if seq.parent is not None:
             children[seq.parent] = children.get(seq.parent, 0) + 1
     ready = [s.index for s in tree.sequences
-             if s.finished and s.finish_reason != "abort" and decisive_position(s.entropies) is not None]
+             if s.finished and s.finish_reason != "abort" and decisive_position(s, rule) is not None]
     return min(ready, key=lambda s: (children.get(s, 0), s), default=None)

@@ -122,25 +122,33 @@ def test_config_errors_name_the_field(kwargs, field):
         EagerConfig(**kwargs)
 
 
-def test_decisive_position_is_the_highest_entropy_of_a_sample_s_own_tokens():
+def test_decisive_position_is_the_highest_entropy_or_the_least_likely_draw_of_a_sample_s_own_tokens():
     from rollout.policy import decisive_position
-    from rollout.types import INHERITED
+    from rollout.types import INHERITED, Sequence
 
-    assert decisive_position([0.1, 0.9, 0.3, 0.9]) == 1  # the first on a tie
-    assert decisive_position([INHERITED, INHERITED, 0.2, 0.05]) == 2  # copied positions never count
-    assert decisive_position([INHERITED, INHERITED]) is None and decisive_position([]) is None
+    seq = Sequence(0, [3, 4, 5, 6], logprobs=[-0.1, -0.2, -2.0, -2.0], entropies=[0.1, 0.9, 0.3, 0.9])
+    assert decisive_position(seq) == 1 and decisive_position(seq, "entropy") == 1  # the first on a tie
+    assert decisive_position(seq, "surprise") == 2
+    child = Sequence(1, [3, 4, 7, 8], logprobs=[-0.1, -3.0, -0.5, -0.1], entropies=[INHERITED, INHERITED, 0.2, 0.05],
+                     parent=0, n_inherited=2)
+    assert decisive_position(child) == 2 and decisive_position(child, "surprise") == 2  # copied tokens never count
+    assert decisive_position(Sequence(2, [3], logprobs=[-1.0], entropies=[INHERITED], parent=0, n_inherited=1)) is None
+    assert decisive_position(Sequence(3)) is None
 
 
 def test_refill_parent_spreads_forks_over_finished_uncut_samples():
     from rollout.policy import refill_parent
     from rollout.types import INHERITED, PromptTree, Sequence
 
+    def seq(index, tokens, entropies, **kw):
+        return Sequence(index, tokens, logprobs=[-0.5] * len(tokens), entropies=entropies, **kw)
+
     tree = PromptTree(0, [1], 8, 0.5)
-    tree.sequences = [Sequence(0, [3, 4], entropies=[0.5, 0.1], finished=True),
-                      Sequence(1, [3, 5], entropies=[0.2, 0.1], finished=True, finish_reason="abort"),
-                      Sequence(2, [3, 4], entropies=[0.5, 0.1]),  # still running
-                      Sequence(3, [3, 6], entropies=[INHERITED, 0.4], parent=0, n_inherited=1, finished=True)]
+    tree.sequences = [seq(0, [3, 4], [0.5, 0.1], finished=True),
+                      seq(1, [3, 5], [0.2, 0.1], finished=True, finish_reason="abort"),
+                      seq(2, [3, 4], [0.5, 0.1]),  # still running
+                      seq(3, [3, 6], [INHERITED, 0.4], parent=0, n_inherited=1, finished=True)]
     assert refill_parent(tree) == 3  # sample 0 already has a child; 1 was cut, 2 still runs
-    tree.sequences.append(Sequence(4, [3, 6], entropies=[INHERITED, 0.4], parent=3, n_inherited=1))
+    tree.sequences.append(seq(4, [3, 6], [INHERITED, 0.4], parent=3, n_inherited=1))
     assert refill_parent(tree) == 0  # both have one child now: the first in the tree
     assert refill_parent(PromptTree(1, [1], 8, 0.5)) is None

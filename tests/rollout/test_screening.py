@@ -224,9 +224,12 @@ def answer_at_two(i: int, ids: list[int]) -> bool:
     return ids[2] % 2 == 0
 
 
-@pytest.mark.parametrize("refill", ["fill_with", "probe_with"])
-def test_refill_forks_continue_a_finished_sample_from_its_most_uncertain_token(refill):
-    c = cfg(probe_roots=2, entropy_threshold=50.0, **{refill: "forks"})  # no fork while generating: refills only
+@pytest.mark.parametrize("refill,refill_at", [("fill_with", "entropy"), ("probe_with", "entropy"),
+                                               ("probe_with", "surprise")])
+def test_refill_forks_continue_a_finished_sample_from_its_most_uncertain_token(refill, refill_at):
+    # no fork while generating (threshold 50): refills only; position 2 is both the most uncertain token and the
+    # least likely draw
+    c = cfg(probe_roots=2, entropy_threshold=50.0, refill_at=refill_at, **{refill: "forks"})
     r = generate(ScriptedEngine(decided_at_two), prompts(12), c, verifier=answer_at_two)
     refilled = 0
     for t in r.trees:
