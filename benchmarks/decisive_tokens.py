@@ -4,9 +4,9 @@ The bound under EAGer's forks in training. A fork pays only if, at the tokens wh
 uncertain, a re-sampled continuation of a wrong sample comes back right more often per generated
 token than a fresh sample of the prompt does. Per model:
 
-1. Roots: `--roots` T=1 samples of each of `--prompts` training prompts (the arithmetic model on the
-   mixed set of 1-8 digit sums, the fine-tuned SmolLM2 on the word problems' train split), with the
-   top-20 entropy of every token on the T=1 scale, as the driver's fork rule sees it.
+1. Roots: `--roots` T=1 samples of each of `--prompts` (`--smollm2_prompts`) training prompts (the
+   arithmetic model on the mixed set of 1-8 digit sums, the fine-tuned SmolLM2 on the word problems' train
+   split), with the top-20 entropy of every token on the T=1 scale, as the driver's fork rule sees it.
 2. For every root, `--draws` continuations of each kind, in one engine batch:
      fork    the root's prefix up to its highest-entropy token, that token sampled again
              (`fork_mode=resample`: the continuation is an exact policy sample given the prefix)
@@ -31,9 +31,9 @@ Printed per model (SmolLM2's lines carry a `smollm2_` prefix):
   answer turned into signal (`probe_fork_signal_frac`, `probe_root_signal_frac`);
 - `fill_seconds_ratio=`: a mixed prompt filled to twice its roots by forks of its samples or by new
   roots: the seconds of the group, forks over roots (both groups carry a signal).
-It writes every figure to `--json`.
+It writes every figure to `--json`, one entry per model with its settings (a run of one model keeps the others').
 
-    python -m benchmarks.decisive_tokens [--models arithmetic smollm2] [--prompts 128] [--roots 4]
+    python -m benchmarks.decisive_tokens [--models arithmetic smollm2] [--prompts 512] [--smollm2_prompts 128]
 """
 
 from __future__ import annotations
@@ -135,7 +135,8 @@ def continuation_requests(task: Task, roots, draws: int, seed: int):
 
 
 def sample(task: Task, roots_per_prompt: int, draws: int, seed: int):
-    """(roots {(i, s): (tokens, entropies, right)}, continuations {rid: (root key, kind, prefix, new tokens, right)})."""
+    """(roots {(i, s): (tokens, entropies, right, log-probs)}, continuations {rid: (root key, kind, prefix, new
+    tokens, right)})."""
     from rollout import EagerConfig, generate
     from rollout.vllm_engine import VLLMEngine, build_llm
 
@@ -245,17 +246,18 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
 
 COST = (0.0088, 0.000255, 0.027)  # allocation_bound's defaults: s per critical-path engine step, per token, per row
 HEADLINE = ("tokens_above_threshold_frac", "decisive_fork_rate", "surprise_fork_rate", "random_fork_rate",
-            "new_root_rate", "fork_minus_root_rate", "fork_minus_root_ci95_low", "fork_minus_root_ci95_high", "surprise_minus_root_rate",
-            "surprise_minus_root_ci95_low", "surprise_minus_root_ci95_high", "fork_group_token_ratio",
-            "fork_right_per_token_ratio", "surprise_right_per_token_ratio", "fork_row_tokens_ratio",
-            "probe_signal_per_second_ratio", "surprise_probe_signal_per_second_ratio", "fill_seconds_ratio",
-            "surprise_fill_seconds_ratio")
+            "new_root_rate", "fork_minus_root_rate", "fork_minus_root_ci95_low", "fork_minus_root_ci95_high",
+            "surprise_minus_root_rate", "surprise_minus_root_ci95_low", "surprise_minus_root_ci95_high",
+            "fork_group_token_ratio", "fork_right_per_token_ratio", "surprise_right_per_token_ratio",
+            "fork_row_tokens_ratio", "probe_signal_per_second_ratio", "surprise_probe_signal_per_second_ratio",
+            "fill_seconds_ratio", "surprise_fill_seconds_ratio")
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["arithmetic", "smollm2"], choices=list(RECIPES))
-    ap.add_argument("--prompts", type=int, default=128)
+    ap.add_argument("--prompts", type=int, default=512, help="training prompts of the arithmetic model")
+    ap.add_argument("--smollm2_prompts", type=int, default=128, help="training prompts of SmolLM2 (a larger model)")
     ap.add_argument("--roots", type=int, default=4, help="T=1 samples per prompt")
     ap.add_argument("--draws", type=int, default=2, help="continuations of each kind per root")
     ap.add_argument("--seed", type=int, default=0)
@@ -266,11 +268,13 @@ def main(argv: list[str] | None = None) -> dict:
 
         if not smollm2.is_available():
             ap.error(f"--models smollm2 needs the SmolLM2 weights: {smollm2.INSTALL_HINT} (or leave smollm2 out).")
-    report = {"settings": {k: v for k, v in vars(opts).items() if k != "json"}, "models": {}}
+    settings = {k: v for k, v in vars(opts).items() if k not in ("json", "models")}
+    report = json.loads(opts.json.read_text()) if opts.json.exists() else {"models": {}}  # other models' stay
     for model in opts.models:
-        task = load_task(model, opts.prompts, opts.seed)
+        task = load_task(model, opts.prompts if model == "arithmetic" else opts.smollm2_prompts, opts.seed)
         roots, conts = sample(task, opts.roots, opts.draws, opts.seed)
-        out = report["models"][model] = figures(task, roots, conts, opts.draws)
+        out = figures(task, roots, conts, opts.draws)
+        report["models"][model] = {**out, "settings": settings}
         prefix = "" if model == "arithmetic" else f"{model}_"
         print(f"{model}: " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in out.items() if k not in HEADLINE), flush=True)
