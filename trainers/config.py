@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, make_dataclass
 from trl import GRPOConfig
 
 from rollout.config import TRAINING_DEFAULTS, EagerConfig, SettingError, non_default, surface_fields
+from trainers.dataset_check import BAD_ROWS
 from trainers.step_settings import ROW_FREE_LOSSES, StepFields
 from trainers.weight_sync import cpu_build
 
@@ -127,12 +128,22 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
                   "choices": ANSWER_KINDS},
     )
 
+    bad_rows: str = field(
+        default="stop",
+        metadata={"help": "What a training row no step can train on does (an empty prompt, a prompt that fills "
+                  "vllm_max_model_length, for eager a gold answer in eager_gold_column no verifier can grade), checked "
+                  "when the trainer is built: stop (an error naming every such row by index and column) or skip (they "
+                  "leave the dataset; their count is logged). Any generator.", "choices": BAD_ROWS},
+    )
+
     def __post_init__(self) -> None:
         self._take_old_spellings()
         self._hand_more_prompts()
         super().__post_init__()
         if self.rollout_generator not in GENERATORS:
             raise ValueError(f"rollout_generator={self.rollout_generator!r}: choose one of {GENERATORS}.")
+        if self.bad_rows not in BAD_ROWS:
+            raise ValueError(f"bad_rows={self.bad_rows!r}: choose one of {BAD_ROWS}.")
         if self.max_train_seconds is not None and not self.max_train_seconds > 0:
             raise ValueError(f"max_train_seconds={self.max_train_seconds!r}: give a positive number of seconds, or "
                              "None to stop at max_steps only.")

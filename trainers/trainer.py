@@ -38,6 +38,7 @@ from trainers.callbacks import TrainSecondsLimit
 from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, keep_rows,
                                  rows_each_process_keeps, rows_to_keep, signal_rows, step_groups)
 from trainers.config import EagerGRPOConfig
+from trainers.dataset_check import check_trainer_rows
 from trainers.metrics import step_metrics
 from trainers.tree_credit import segment_advantages
 from trainers.rollout_hook import Grade, check_hook_inputs, eager_rollout
@@ -60,6 +61,7 @@ class EagerGRPOTrainer(GRPOTrainer):
         if args.is_eager:
             check_hook_inputs(args, kwargs, train_dataset)
             kwargs["rollout_func"] = eager_rollout
+        train_dataset = check_trainer_rows(model, args, train_dataset, kwargs)  # bad rows: now, not at their step
         _wandb_defaults(args)
         on_cpu_engine = args.use_vllm and args.vllm_mode == "colocate" and cpu_build()
         with cpu_engine_kwargs(on_cpu_engine, dtype=lambda: self.model.dtype):
