@@ -42,7 +42,7 @@ cpu_engine_env()
 
 from benchmarks.equal_time import Task  # noqa: E402  (after the engine's env)
 from benchmarks.equal_time import plot, race, report  # noqa: E402
-from recipes.generators import GENERATORS  # noqa: E402
+from recipes.generators import CONTROLS, GENERATORS  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu_default.yaml"
 MIXES = {"default": (4, 5, 6), "mixed": (1, 2, 3, 4, 5, 6, 7, 8)}
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
                  if not opts.stored_only or race.stored(task, generators, seed, Path(opts.out))]
         for n in range(1, len(seeds) + 1):  # the figures so far after every seed (a later seed resumes)
             results[mix] = race.race(task, generators, seeds[:n], settings, Path(opts.out))
-            figures[mix] = {**report.summarise(results[mix]), "settings": settings, "model": Path(model).name}
+            figures[mix] = {**report.summarise(results[mix], controls=CONTROLS), "settings": settings,
+                            "model": Path(model).name}
             json_path.write_text(json.dumps(figures, indent=1))
     plot.draw(results, json_path.with_suffix(".png"))
     for mix in opts.mixes:

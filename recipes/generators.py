@@ -24,6 +24,8 @@ GENERATORS.update({
     "eager_refill_forks": dict(MOVED, eager_fill_with="forks", eager_probe_with="forks"),
     "eager_refill_surprise": dict(MOVED, eager_fill_with="forks", eager_probe_with="forks", eager_refill_at="surprise"),
 })
+# Each fork variant's control: the same allocation with new roots instead of forks (the race pairs them by seed).
+CONTROLS = {"eager_refill_forks": "eager_refill_roots", "eager_refill_surprise": "eager_refill_roots"}
 
 
 def cli_flags(fields: dict) -> list[str]:

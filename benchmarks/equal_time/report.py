@@ -35,9 +35,10 @@ def is_eager(name: str) -> bool:
     return name == "eager" or name.startswith("eager_")
 
 
-def summarise(runs: dict[str, list[dict]], eager: str = "eager") -> dict:
+def summarise(runs: dict[str, list[dict]], eager: str = "eager", controls: dict[str, str] | None = None) -> dict:
     """One mix: `runs` per generator (the first is the reference that set the seconds), runs in seed order. The
-    best baseline is the best non-EAGer run; every EAGer run is set against it, and `eager` is the headline."""
+    best baseline is the best non-EAGer run; every EAGer run is set against it, and `eager` is the headline.
+    `controls` pairs a variant with the run it is measured against (`minus_control`), where both ran."""
     reference = next(iter(runs))
     ref = runs[reference]
     for name, rs in runs.items():  # every difference below pairs runs of one seed
@@ -56,8 +57,13 @@ def summarise(runs: dict[str, list[dict]], eager: str = "eager") -> dict:
         out["generators"][name] = g
     baselines = [name for name in runs if not is_eager(name)]
     out["best_baseline"] = max(baselines, key=lambda name: statistics.mean(accuracy[name]))
+    best_accuracy = accuracy[out["best_baseline"]]
     for name in filter(is_eager, runs):
-        out["generators"][name]["minus_best_baseline"] = paired(accuracy[name], accuracy[out["best_baseline"]]).as_dict()
+        out["generators"][name]["minus_best_baseline"] = paired(accuracy[name], best_accuracy).as_dict()
+    for name, control in (controls or {}).items():
+        if name in runs and control in runs:
+            out["generators"][name]["minus_control"] = {"control": control,
+                                                        **paired(accuracy[name], accuracy[control]).as_dict()}
     if eager in runs:
         best = paired(accuracy[eager], accuracy[out["best_baseline"]])
         out.update(eager_vs_best_baseline=best.as_dict(), ci95_low=best.low, ci95_high=best.high,
@@ -127,3 +133,7 @@ def print_mix(mix: str, s: dict) -> None:
             print(f"{name}_vs_best_baseline_delta={d['mean']:+.4f} {name}_ci95=[{d['low']:+.4f}, {d['high']:+.4f}]"
                   f"{'' if _shown(d) else ' (not shown)'} {name}_fork_rows_frac={g['fork_rows_frac']:.3f} "
                   f"{name}_moved_rows_frac={g['moved_rows_frac']:.3f}")
+        if "minus_control" in g:
+            c = g["minus_control"]
+            print(f"{name}_vs_{c['control']}_delta={c['mean']:+.4f} ci95=[{c['low']:+.4f}, {c['high']:+.4f}]"
+                  f"{'' if _shown(c) else ' (not shown)'}")

@@ -85,8 +85,10 @@ def test_every_eager_variant_is_set_against_the_best_baseline_and_never_counts_a
         "eager": [_run(0, [(0, 0.40, 0), (100, 0.52, 0)], 100), _run(1, [(0, 0.40, 0), (90, 0.47, 0)], 90)],
         "eager_forks": [_run(0, [(0, 0.40, 0), (100, 0.60, 0)], 100), _run(1, [(0, 0.40, 0), (90, 0.58, 0)], 90)],
     }
-    s = summarise(runs)
+    s = summarise(runs, controls={"eager_forks": "eager", "eager_absent": "eager"})
     assert s["best_baseline"] == "parallel"  # the better eager_forks is not a baseline
+    assert s["generators"]["eager_forks"]["minus_control"]["control"] == "eager"
+    assert s["generators"]["eager_forks"]["minus_control"]["values"] == pytest.approx((0.08, 0.11))
     assert s["generators"]["eager_forks"]["minus_best_baseline"]["values"] == pytest.approx((0.10, 0.12))
     assert s["eager_vs_best_baseline"]["values"] == pytest.approx((0.02, 0.01))
     assert "minus_best_baseline" not in s["generators"]["parallel"]

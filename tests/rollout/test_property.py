@@ -37,3 +37,50 @@ def test_budgets_hold_and_children_share_parent_prefix(high, length, m, n_prompt
             assert t.n_sequences == m if cfg.method == "parallel" else t.n_sequences <= m
         check_tree_invariants(t, 12)
         assert len(t.branches) == sum(1 for s in t.sequences if s.parent is not None)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_prompts=st.integers(1, 8),
+    m=st.integers(2, 6),
+    screen_roots=st.integers(1, 3),
+    screen_forks=st.integers(0, 2),
+    oversample=st.sampled_from([1.0, 1.5, 2.0]),
+    fill_size=st.integers(0, 6),
+    probe_roots=st.integers(0, 2),
+    fill_with=st.sampled_from(["roots", "forks"]),
+    probe_with=st.sampled_from(["roots", "forks"]),
+    refill_at=st.sampled_from(["entropy", "surprise"]),
+    flips=st.integers(0, 255),
+    seed=st.integers(0, 10_000),
+)
+def test_the_training_allocation_keeps_its_pool_its_caps_and_groups_whatever_finishes_first(
+        n_prompts, m, screen_roots, screen_forks, oversample, fill_size, probe_roots, fill_with, probe_with,
+        refill_at, flips, seed):
+    """The screen allocation: the call spends at most its pool, no prompt holds more than M, screening forks stay
+    within the screening budget, trees keep their invariants, and the groups are the same when every prompt's
+    sequences finish in the opposite order (verdicts depend on the first token, which the seeds fix)."""
+    from hypothesis import assume
+
+    from rollout.config import SettingError, pool_size
+    from tests.rollout.test_screening import script
+
+    try:
+        cfg = EagerConfig(method="eager", online=True, allocation="screen", max_sequences=m, screen_roots=screen_roots,
+                          screen_forks=screen_forks, oversample=oversample, fill_size=min(fill_size, m),
+                          probe_roots=probe_roots, fill_with=fill_with, probe_with=probe_with, refill_at=refill_at,
+                          temperature=1.0, max_new_tokens=40, fill_start_limit=2.0, entropy_threshold=0.1, seed=seed)
+    except SettingError:
+        assume(False)  # a pool too small to screen every prompt is refused; nothing to run
+    verifier = lambda i, ids: (ids[0] + (flips >> i)) % 2 == 0  # noqa: E731
+    prompts = [[1] * (3 + i) for i in range(n_prompts)]
+    runs = [generate(ScriptedEngine(script(length)), prompts, cfg, verifier=verifier)
+            for length in (lambda n: 3 + n, lambda n: 30 - n)]
+    for r in runs:
+        assert sum(t.n_sequences for t in r.trees) <= pool_size(n_prompts * m, oversample)
+        for t in r.trees:
+            assert 1 <= t.n_sequences <= m
+            screening_forks = [b for b in t.branches if t.sequences[b.new_seq].verdicts_at_start == (0, 0)]
+            assert len(screening_forks) <= screen_forks
+            check_tree_invariants(t, 40)
+    assert [t.n_sequences for t in runs[0].trees] == [t.n_sequences for t in runs[1].trees]
