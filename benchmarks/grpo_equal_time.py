@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", default="docs/results/equal_time.json", help="the figures, one entry per mix")
     ap.add_argument("--quick", action="store_true", help=f"the inner loop: {QUICK}")
     ap.add_argument("--stored_only", action="store_true",
-                    help="train and score nothing: report, per mix, the seeds whose every run --out holds, scored")
+                    help="train and score nothing: report, per mix, the generators --out holds runs of, on the seeds "
+                    "where every one of them is stored and scored")
     ap.add_argument("--eager", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="EagerGRPOConfig fields for the eager run over the recipe's (e.g. eager_screen_roots=2)")
     opts = ap.parse_args(argv)
@@ -101,10 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for mix in opts.mixes:
         task = arithmetic_task(mix, model, opts.heldout)
-        seeds = [seed for seed in opts.seeds
-                 if not opts.stored_only or race.stored(task, generators, seed, Path(opts.out))]
+        racing, seeds = generators, opts.seeds
+        if opts.stored_only:  # the generators this mix ran, on the seeds every one of them holds
+            racing = {name: f for name, f in generators.items()
+                      if any(race.stored(task, {name: f}, seed, Path(opts.out)) for seed in opts.seeds)}
+            seeds = [seed for seed in opts.seeds if race.stored(task, racing, seed, Path(opts.out))]
         for n in range(1, len(seeds) + 1):  # the figures so far after every seed (a later seed resumes)
-            results[mix] = race.race(task, generators, seeds[:n], settings, Path(opts.out))
+            results[mix] = race.race(task, racing, seeds[:n], settings, Path(opts.out))
             figures[mix] = {**report.summarise(results[mix], controls=CONTROLS), "settings": settings,
                             "model": Path(model).name}
             json_path.write_text(json.dumps(figures, indent=1))
