@@ -81,7 +81,7 @@ class Runner(Protocol):
         """Submit a new root sequence of `prompt`; its slot is already taken."""
 
     def start_fork(self, prompt: int, retry: int) -> bool:
-        """Submit a fork of one of `prompt`'s finished samples from its most uncertain token (the slot is already
+        """Submit a fork of one of `prompt`'s finished samples from the token `refill_at` names (the slot is already
         taken); False when it has none to fork."""
 
     def set_threshold(self, prompt: int, threshold: float) -> None:

@@ -14,9 +14,9 @@ prompts cheaply and gives them the budget, in one call (label-aware, online):
                screening is decided (lowest priority); a right probe makes it mixed.
 
 `fill_with` / `probe_with` = forks: a fill or probe continues one of the prompt's finished samples
-from its most uncertain token, that token drawn again (`rollout.policy.refill_parent` and
-`decisive_position` choose which and where), instead of starting a new root: the shared prefix
-costs no generation, and the new sequence parts where the sample's answer was decided.
+from the token `refill_at` names (its most uncertain, or the one it drew with the lowest
+probability), that token drawn again (`rollout.policy.refill_parent` and `decisive_position` choose
+which and where), instead of starting a new root: the shared prefix costs no generation.
 
 The pool holds `max_sequences x prompts / oversample` sequences: with oversample f the trainer
 hands f times the prompts a step trains on, and EAGer spends at most the step's rows on them.
