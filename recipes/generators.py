@@ -24,8 +24,13 @@ GENERATORS.update({
     "eager_refill_forks": dict(MOVED, eager_fill_with="forks", eager_probe_with="forks"),
     "eager_refill_surprise": dict(MOVED, eager_fill_with="forks", eager_probe_with="forks", eager_refill_at="surprise"),
 })
+# Screening with forks: 16 prompts handed (oversample 2), 2 roots each, and up to 2 forks where the entropy is
+# above the threshold, so an uncertain prompt is screened wider than a confident one; mixed prompts filled to 4.
+GENERATORS["eager_screen_forks"] = dict(rollout_generator="eager", eager_screen_roots=2, eager_screen_forks=2,
+                                        eager_fill_size=4)
 # Each fork variant's control: the same allocation with new roots instead of forks (the race pairs them by seed).
-CONTROLS = {"eager_refill_forks": "eager_refill_roots", "eager_refill_surprise": "eager_refill_roots"}
+CONTROLS = {"eager_refill_forks": "eager_refill_roots", "eager_refill_surprise": "eager_refill_roots",
+            "eager_screen_forks": "eager"}  # (the default screens every prompt with 4 roots)
 
 
 def cli_flags(fields: dict) -> list[str]:
