@@ -61,6 +61,9 @@ def mixed(group: list[tuple[bool, int]]) -> bool:
     return any(r for r, _ in group) and not all(r for r, _ in group)
 
 
+DEFAULT_COST = (0.0088, 0.000255, 0.027)  # s per critical-path engine step, per token, per row (fitted here)
+
+
 class Cost:
     def __init__(self, step_s: float, token_s: float, row_s: float) -> None:
         self.step_s, self.token_s, self.row_s = step_s, token_s, row_s
@@ -117,9 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompts", type=int, default=128)
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--draws", type=int, default=4000)
-    ap.add_argument("--gen_step_s", type=float, default=0.0088, help="seconds per engine step of the critical path")
-    ap.add_argument("--gen_token_s", type=float, default=0.000255, help="seconds per generated token")
-    ap.add_argument("--opt_row_s", type=float, default=0.027, help="seconds per row of the loss step")
+    ap.add_argument("--gen_step_s", type=float, default=DEFAULT_COST[0],
+                    help="seconds per engine step of the critical path")
+    ap.add_argument("--gen_token_s", type=float, default=DEFAULT_COST[1], help="seconds per generated token")
+    ap.add_argument("--opt_row_s", type=float, default=DEFAULT_COST[2], help="seconds per row of the loss step")
     ap.add_argument("--seed", type=int, default=0)
     opts = ap.parse_args(argv)
 

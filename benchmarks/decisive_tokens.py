@@ -164,9 +164,9 @@ def sample(task: Task, roots_per_prompt: int, draws: int, seed: int):
 def group_replay(roots, by_root, keys, kind: str, draws: int, probe: bool) -> tuple[float, float]:
     """(signal rows, seconds) over prompts `keys` (prompt -> its root keys), each root followed by one `kind`
     continuation, per draw. A probe trains the group only if a continuation made it mixed; a fill always does."""
-    from benchmarks.allocation_bound import Cost, mixed
+    from benchmarks.allocation_bound import DEFAULT_COST, Cost, mixed
 
-    cost = Cost(*COST)
+    cost = Cost(*DEFAULT_COST)
     signal = seconds = 0.0
     for d in range(draws):
         for prompt_roots in keys.values():
@@ -244,7 +244,6 @@ def figures(task: Task, roots, conts, draws: int) -> dict:
     return out
 
 
-COST = (0.0088, 0.000255, 0.027)  # allocation_bound's defaults: s per critical-path engine step, per token, per row
 HEADLINE = ("tokens_above_threshold_frac", "decisive_fork_rate", "surprise_fork_rate", "random_fork_rate",
             "new_root_rate", "fork_minus_root_rate", "fork_minus_root_ci95_low", "fork_minus_root_ci95_high",
             "surprise_minus_root_rate", "surprise_minus_root_ci95_low", "surprise_minus_root_ci95_high",

@@ -53,8 +53,7 @@ def test_rates_tokens_and_the_paired_interval():
 
 
 def test_replays_count_signal_only_where_a_probe_found_a_right_answer():
-    from benchmarks.allocation_bound import Cost
-    from benchmarks.decisive_tokens import COST
+    from benchmarks.allocation_bound import DEFAULT_COST as COST, Cost
 
     roots, conts = samples()
     out = figures(task(), roots, conts, draws=1)
