@@ -1,4 +1,8 @@
-"""Property: whatever the entropies, budgets hold and every child shares its parent's prefix."""
+"""Property: whatever the entropies, budgets hold and every child shares its parent's prefix.
+
+The examples are derandomized (the same ones every run), so a suite run never fails on a draw the last one
+did not make; when changing an allocation, explore with derandomize off and a larger max_examples.
+"""
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -8,7 +12,7 @@ from tests.rollout.scripted import ScriptedEngine
 from tests.rollout.test_driver import check_tree_invariants, script
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(derandomize=True, max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     high=st.sets(st.integers(0, 15), max_size=10),
     length=st.integers(1, 16),
@@ -39,7 +43,7 @@ def test_budgets_hold_and_children_share_parent_prefix(high, length, m, n_prompt
         assert len(t.branches) == sum(1 for s in t.sequences if s.parent is not None)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(derandomize=True, max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n_prompts=st.integers(1, 8),
     m=st.integers(2, 6),
@@ -58,8 +62,9 @@ def test_the_training_allocation_keeps_its_pool_its_caps_and_groups_whatever_fin
         n_prompts, m, screen_roots, screen_forks, oversample, fill_size, probe_roots, fill_with, probe_with,
         refill_at, flips, seed):
     """The screen allocation: the call spends at most its pool, no prompt holds more than M, screening forks stay
-    within the screening budget, trees keep their invariants, and the groups are the same when every prompt's
-    sequences finish in the opposite order (verdicts depend on the first token, which the seeds fix)."""
+    within the screening budget, trees keep their invariants, and when every prompt's sequences finish in the
+    opposite order (verdicts depend on the first token, which the seeds fix) the call spends the same rows, in the
+    same groups unless the pool runs out."""
     from hypothesis import assume
 
     from rollout.config import SettingError, pool_size
@@ -83,4 +88,8 @@ def test_the_training_allocation_keeps_its_pool_its_caps_and_groups_whatever_fin
             screening_forks = [b for b in t.branches if t.sequences[b.new_seq].verdicts_at_start == (0, 0)]
             assert len(screening_forks) <= screen_forks
             check_tree_invariants(t, 40)
-    assert [t.n_sequences for t in runs[0].trees] == [t.n_sequences for t in runs[1].trees]
+    spent = [sum(t.n_sequences for t in r.trees) for r in runs]
+    assert spent[0] == spent[1]  # the same verdicts ask for the same rows, whatever the order
+    if max(spent) < pool_size(n_prompts * m, oversample):  # a pool that does not run out: the same groups
+        assert [t.n_sequences for t in runs[0].trees] == [t.n_sequences for t in runs[1].trees]
+    # A pool that runs out serves verdicts as they arrive: who gets its last rows depends on who finished first.
