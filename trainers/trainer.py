@@ -10,6 +10,8 @@ What it overrides in `trl.GRPOTrainer`, and why:
 - `_generate_and_score_completions` stashes the batch rows (the hook never sees dataset
   columns), and after TRL's method returns, recomputes the advantages over each prompt's real
   group (rows are shared unequally among prompts), shapes the loss batch and logs the `eager/` metrics.
+  A step whose vLLM server failed raises with the URL, the step and the checkpoint to resume from
+  (`trainers.cluster`).
 - `_generate` scores the rows as soon as they exist (TRL scores after its log-prob pass) and
   chooses the step's rows and those that stay in the loss batch (`trainers.loss_batch`): unused
   rows (`drop_unused_rows`, the default), groups whose rewards all agree (`dynamic_sampling`, any
@@ -24,7 +26,6 @@ the `eager/` metrics.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ from trl import GRPOTrainer
 from rollout.config import pool_size
 from trainers.advantages import group_advantages
 from trainers.callbacks import TrainSecondsLimit
+from trainers.cluster import kill_if_testing, server_failure, wandb_defaults
 from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, keep_rows,
                                  rows_each_process_keeps, rows_to_keep, signal_rows, step_groups)
 from trainers.config import EagerGRPOConfig
@@ -62,7 +64,7 @@ class EagerGRPOTrainer(GRPOTrainer):
             check_hook_inputs(args, kwargs, train_dataset)
             kwargs["rollout_func"] = eager_rollout
         train_dataset = check_trainer_rows(model, args, train_dataset, kwargs)  # bad rows: now, not at their step
-        _wandb_defaults(args)
+        wandb_defaults(args)
         on_cpu_engine = args.use_vllm and args.vllm_mode == "colocate" and cpu_build()
         with cpu_engine_kwargs(on_cpu_engine, dtype=lambda: self.model.dtype):
             super().__init__(model, reward_funcs, args, train_dataset, **kwargs)
@@ -146,6 +148,11 @@ class EagerGRPOTrainer(GRPOTrainer):
         self._eager_rewards = self._eager_step_rows = self._eager_loss_rows = None
         try:
             output = super()._generate_and_score_completions(inputs)
+        except Exception as exc:
+            failed = server_failure(exc, self.args.vllm_server_url, self.state.global_step + 1, self.args.output_dir)
+            if self.args.vllm_mode != "server" or failed is None:
+                raise
+            raise failed from exc
         finally:
             self.eager_logp_rows = self._eager_sampling_logps = None
         mode = "train" if self.model.training else "eval"
@@ -194,6 +201,7 @@ class EagerGRPOTrainer(GRPOTrainer):
         self._eager_sampling_logps = sampling_logps
         if self.model.training:
             self._choose_rows(len(inputs))
+            kill_if_testing(self.state.global_step + 1)
         return out
 
     def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list,
@@ -367,22 +375,3 @@ class EagerGRPOTrainer(GRPOTrainer):
             tail = values[-len(log):] if log else []
             for i, value in enumerate(tail):
                 log[len(log) - len(tail) + i] = value
-
-
-def _wandb_defaults(args: EagerGRPOConfig) -> None:
-    """W&B runs carry the generator and its parameters: a project, a group per generator setting, a run name.
-
-    transformers' W&B callback takes the group from WANDB_RUN_GROUP only. A group the user set is
-    kept; one set here for an earlier trainer of this process is replaced.
-    """
-    global _group_set_here
-    if "wandb" not in (args.report_to or []):
-        return
-    os.environ.setdefault("WANDB_PROJECT", "eager-rl")
-    if os.environ.get("WANDB_RUN_GROUP") in (None, _group_set_here):
-        os.environ["WANDB_RUN_GROUP"] = _group_set_here = args.run_tag
-    if args.run_name is None or args.run_name == args.output_dir:
-        args.run_name = f"{args.run_tag}-seed{args.seed}"
-
-
-_group_set_here: str | None = None

@@ -53,14 +53,15 @@ class Recorder:
         return rewards
 
 
-def rank_reward(prompts, completions, answer, trainer_state=None, **kwargs) -> list[float]:
+def rank_reward(prompts, completions, answer, completion_ids=None, trainer_state=None, **kwargs) -> list[float]:
     """label_reward that also writes, per process, the rows it scored (multi-process tests)."""
     import torch.distributed as dist
 
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     out = Path(os.environ["EAGER_TEST_RECORD_DIR"]) / f"rank{rank}.jsonl"
     record = {"rank": rank, "world_size": world, "step": trainer_state.global_step if trainer_state else None,
-              "prompts": list(prompts), "answer": list(answer), "eager_group": kwargs.get("eager_group"),
+              "prompts": list(prompts), "answer": list(answer), "completion_ids": [list(c) for c in completion_ids or []],
+              "eager_group": kwargs.get("eager_group"),
               "eager_used": kwargs.get("eager_used")}
     with _lock, out.open("a") as f:
         f.write(json.dumps(record) + "\n")

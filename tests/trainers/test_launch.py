@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,17 @@ PROMPTS_PER_RANK, G = 2, 4
 
 def launch(accelerate_config: str, tiny_model: Path, tmp_path: Path, env: dict | None = None,
            **overrides) -> tuple[list[dict], dict, Path]:
+    proc, records = run_recipe(accelerate_config, tiny_model, tmp_path, env, **overrides)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    return scored_rows(records), state, tmp_path
+
+
+def run_recipe(accelerate_config: str, tiny_model: Path, tmp_path: Path, env: dict | None = None,
+               **overrides) -> tuple[Finished, Path]:
+    """`accelerate launch -m recipes.grpo` on a recipe written into `tmp_path`, in its own session (process
+    group id = the launcher's pid, for `left_behind`); returns the finished process and its records folder."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows(16)))
     recipe = {
@@ -47,12 +60,30 @@ def launch(accelerate_config: str, tiny_model: Path, tmp_path: Path, env: dict |
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes" / "accelerate" / accelerate_config),
            "-m", "recipes.grpo", "--config", str(tmp_path / "recipe.yaml")]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole run, its engine included
+        out, err = proc.communicate()
+    return Finished(proc.returncode, out, err, proc.pid), records
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A launched run that has ended; `pid` is also its process group's id."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    pid: int
+
+
+def scored_rows(records: Path) -> list[dict]:
+    """What `rank_reward` recorded, every process's rows in one list."""
     lines = [line for path in sorted(records.glob("rank*.jsonl")) for line in path.read_text().splitlines()]
-    scored = [json.loads(line) for line in lines]
-    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
-    return scored, state, tmp_path
+    return [json.loads(line) for line in lines]
 
 
 def check_two_ranks(scored: list[dict], state: dict) -> None:
