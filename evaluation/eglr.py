@@ -55,7 +55,7 @@ def merge(index: int, prompt_ids: list[int], parts: list[tuple[PoolRun, PromptTr
     labels = []
     for run, part in parts:
         for s, seq in enumerate(part.sequences):
-            tree.sequences.append(dataclasses.replace(seq, index=len(tree.sequences)))
+            tree.sequences.append(seq.copy(len(tree.sequences)))
             labels.append({"span": run.span, "sample": None if run.greedy else s, "tokens": seq.n_generated,
                            "pools": pools_of(run, s, samples)})
     tree.budget = len(tree.sequences)

@@ -94,7 +94,7 @@ def tree_to_record(
             "budget": tree.budget,
             "threshold": tree.threshold,
             "retries": tree.retries,
-            "solved": tree.solved,
+            "stopped": tree.stopped,
             "sequences": [
                 {
                     "token_ids": list(s.tokens),
@@ -143,7 +143,7 @@ def record_to_tree(record: dict[str, Any], prompt_index: int) -> PromptTree:
         sequences=sequences,
         branches=[branch_from_dict(b) for b in record["recorded_branches"]],
         retries=t.get("retries", 0),
-        solved=t.get("solved", False),
+        stopped=t.get("stopped", t.get("solved", False)),  # "solved": results written before the rename
     )
 
 

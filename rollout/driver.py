@@ -30,7 +30,7 @@ from rollout.entropy import topk_entropy
 from rollout.policy import PromptBranching, decisive_position, fork_tokens, refill_parent
 from rollout.recursion import Recursion
 from rollout.schedule import Schedule
-from rollout.types import INHERITED, BranchEvent, PromptTree, Sequence
+from rollout.types import BranchEvent, PromptTree, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +128,9 @@ class Driver:
         parent = self.trees[prompt].sequences[s]
         pos = decisive_position(parent, self.cfg.refill_at)
         state = self.states.get(prompt)
-        event = BranchEvent(s, state.step if state else 0, pos, parent.entropies[pos],
+        event = BranchEvent(s, state.step if state else 0, pos, parent.entropy_at(pos),
                             state.effective_threshold() if state else self.trees[prompt].threshold,
-                            parent.tokens[pos], None, len(self.trees[prompt].sequences))
+                            parent.token_at(pos), None, len(self.trees[prompt].sequences))
         new = self._child(prompt, s, pos, event)
         new.retry = retry
         self._continue(prompt, new.index, skip_decision_at=pos)
@@ -166,10 +166,8 @@ class Driver:
         live = self.live[out.request_id]
         i, s = live.prompt, live.seq
         seq = self.trees[i].sequences[s]
-        pos = len(seq.tokens)
-        seq.tokens.append(out.token_id)
-        seq.logprobs.append(out.logprob)
-        seq.entropies.append(entropy)
+        pos = seq.n_tokens
+        seq.append(out.token_id, out.logprob, entropy)
         forked = restarted = False
         if self.branching and live.skip_decision_at != pos:
             state = self.states[i]
@@ -177,7 +175,7 @@ class Driver:
             if want and out.finish_reason != "length" and self.schedule.may_fork(i):
                 forked, restarted = self._fork(i, s, out, entropy, theta_eff, pos, state.step)
             state.history.add(entropy)
-        if self.cfg.think_end_token_id is not None and seq.tokens[pos] == self.cfg.think_end_token_id:
+        if self.cfg.think_end_token_id is not None and seq.token_at(pos) == self.cfg.think_end_token_id:
             self.reasoning_closed.add((i, s))
         if restarted:
             return forked
@@ -205,16 +203,14 @@ class Driver:
         new = self._child(i, s, pos, BranchEvent(s, step, pos, entropy, theta, ptok, child[0] if child else None,
                                                  len(tree.sequences), self.recursion.span if self.recursion else None))
         if child is not None:
-            new.tokens.append(child[0])
-            new.logprobs.append(child[1])
-            new.entropies.append(entropy)
-            new.forced.append(pos)
+            new.append(child[0], child[1], entropy)
+            new.mark_forced(pos)
             if child[0] == self.cfg.think_end_token_id:
                 self.reasoning_closed.add((i, new.index))
         restarted = False
         if ptok != out.token_id:  # top2 forces the parent onto rank 1: restart it from the new token
-            parent.tokens[pos], parent.logprobs[pos] = ptok, plp
-            parent.forced.append(pos)
+            parent.set_token(pos, ptok, plp)
+            parent.mark_forced(pos)
             if not out.finished:
                 self.engine.abort([out.request_id])
             del self.live[out.request_id]
@@ -228,9 +224,8 @@ class Driver:
         """A new sequence of prompt `i` holding sequence `s`'s first `pos` tokens, recorded as the fork `event`."""
         tree = self.trees[i]
         parent = tree.sequences[s]
-        new = Sequence(index=len(tree.sequences), tokens=parent.tokens[:pos], logprobs=parent.logprobs[:pos],
-                       entropies=[INHERITED] * pos, parent=s, n_inherited=pos,
-                       forced=[f for f in parent.forced if f < pos], retry=parent.retry,
+        new = Sequence(index=len(tree.sequences), parent=s, n_inherited=pos, shares=parent,  # the prefix stays in
+                       forced=[f for f in parent.forced if f < pos], retry=parent.retry,  # the parent, stored once
                        verdicts_at_start=self.schedule.known_verdicts(i))
         tree.sequences.append(new)
         think_end = self.cfg.think_end_token_id
@@ -243,11 +238,11 @@ class Driver:
         """Submit sequence `s` to the engine from where its tokens end, or finish it if it cannot go on."""
         tree = self.trees[i]
         seq = tree.sequences[s]
-        if seq.tokens and skip_decision_at is None and seq.tokens[-1] in self.stop_ids:
+        if seq.n_tokens and skip_decision_at is None and seq.last_token in self.stop_ids:
             self._finish(i, s, "stop")
             return
-        room = min(self.cfg.max_new_tokens - len(seq.tokens),
-                   self.engine.max_model_len - len(tree.prompt_ids) - len(seq.tokens))
+        room = min(self.cfg.max_new_tokens - seq.n_tokens,
+                   self.engine.max_model_len - len(tree.prompt_ids) - seq.n_tokens)
         if room <= 0:
             self._finish(i, s, "length")
             return
@@ -255,7 +250,7 @@ class Driver:
         self.attempts[(i, s)] += 1
         rid = f"{i}.{s}.{attempt}.{seq.retry}"
         seed = request_seed(self.cfg.seed, i, s, attempt + 31 * seq.retry)
-        self.engine.add(Request(rid, tree.prompt_ids + seq.tokens, room, seed))
+        self.engine.add(Request(rid, tree.prompt_ids.tolist() + seq.tokens, room, seed))
         self.live[rid] = _Live(i, s, skip_decision_at)
         self.schedule.started(i)
 
@@ -263,10 +258,11 @@ class Driver:
     def _finish(self, i: int, s: int, reason: str) -> None:
         seq = self.trees[i].sequences[s]
         seq.finished, seq.finish_reason = True, reason
+        seq.seal(self.trees[i].arena)
         if self._pool is None:
             self.schedule.sequence_finished(i)
         elif not self.schedule.is_stopped(i):
-            fut = self._pool.submit(self.verifier, i, list(seq.tokens))
+            fut = self._pool.submit(self.verifier, i, seq.tokens)
             self.pending.append((fut, i, s, self.steps))
             self.schedule.awaiting_verdict(i)
 
@@ -295,4 +291,5 @@ class Driver:
             self.schedule.ended(i)
             seq = self.trees[i].sequences[lv.seq]
             seq.finished, seq.finish_reason = True, "abort"
+            seq.seal(self.trees[i].arena)
             self.schedule.release_slot(i)

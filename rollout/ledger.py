@@ -1,7 +1,7 @@
 """Slot accounting: how many sequences each prompt may hold, and the pool that closed prompts leave.
 
-Pure arithmetic; the decisions that use it are in `rollout.schedule` (the paper's passes) and
-`rollout.screening` (the training allocation).
+Pure arithmetic; the decisions that use it are in `rollout.schedule` (the paper's passes). The
+training allocation (`rollout.screening`) does not use it: it counts its own pool and slots.
 """
 
 from __future__ import annotations

@@ -104,12 +104,13 @@ def decisive_position(seq, rule: str = "entropy") -> int | None:
     forks), among the tokens it generated itself (copied ones carry INHERITED entropies): `refill_at=entropy` its
     most uncertain token, `surprise` the token it drew with the lowest probability (where a slip is likeliest);
     the first on a tie; None when it generated none."""
-    own = [t for t in range(seq.n_inherited, len(seq.tokens)) if seq.entropies[t] >= 0]
+    entropies = seq.entropies  # a list built on each read: read once
+    own = [t for t in range(seq.n_inherited, len(entropies)) if entropies[t] >= 0]
     if not own:
         return None
     if rule == "surprise":
         return min(own, key=seq.logprobs.__getitem__)
-    return max(own, key=seq.entropies.__getitem__)
+    return max(own, key=entropies.__getitem__)
 
 
 def refill_parent(tree, rule: str = "entropy") -> int | None:

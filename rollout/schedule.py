@@ -1,7 +1,7 @@
 """When a prompt gets more budget, and when it stops: the one place that decides.
 
 Two allocations (`EagerConfig.allocation`), one interface to the step loop (`Schedule`; the
-loop carries decisions out through `Runner`), built by `make_schedule`:
+loop carries decisions out through `Runner`), chosen per call by `rollout.variants.make_schedule`:
 - `passes`: the paper's, below, in this file (`PassSchedule`); online in training, two phases at
   test time.
 - `screen`: the training allocation that spends a step's sequences on prompts whose verdicts
@@ -134,8 +134,8 @@ def saved_budget_shares(trees: list[PromptTree], config: EagerConfig) -> dict[in
     saved = sum(t.budget for t in trees) - sum(t.n_sequences for t in trees)
     if config.method == "eager":
         for t in trees:
-            t.solved = tree_stopped(t, config)
-        targets = [t.prompt_index for t in trees if t.budget > 0 and not t.solved]
+            t.stopped = tree_stopped(t, config)
+        targets = [t.prompt_index for t in trees if t.budget > 0 and not t.stopped]
         cap = config.extra_cap * m
     else:
         targets = [t.prompt_index for t in trees if t.budget > 0 and t.n_sequences >= t.budget]
@@ -205,12 +205,12 @@ class PassSchedule(PromptCounts):
         counts = self.verdicts[i]
         counts[0 if is_right(verdict) else 1] += 1
         tree = self.trees[i]
-        if tree.solved:
+        if tree.stopped:
             return False
         if not stopped(counts[0], counts[1], self.cfg):
             self._note_need(i)
             return False
-        tree.solved = True
+        tree.stopped = True
         self.ledger.close(i)
         return True
 
@@ -236,7 +236,7 @@ class PassSchedule(PromptCounts):
         return right, wrong
 
     def is_stopped(self, i: int) -> bool:
-        return self.trees[i].solved
+        return self.trees[i].stopped
 
     # --- decisions -------------------------------------------------------------------------------------------
     def begin(self, active: list[int], runner: Runner) -> None:
@@ -265,7 +265,7 @@ class PassSchedule(PromptCounts):
         # 2) prompts that asked for more get their passes;
         # 3) idle prompts still asking wait only while busy prompts may free budget before the deadline.
         for i in self._idle():
-            if self.needs[i] == 0 or self.trees[i].solved:
+            if self.needs[i] == 0 or self.trees[i].stopped:
                 self._close(i, runner)
         started = self._start_needed_passes(step, runner)
         idle = self._idle()
@@ -323,13 +323,13 @@ class PassSchedule(PromptCounts):
 
     def _may_retry(self, i: int) -> bool:
         tree = self.trees[i]
-        if self.retry_method is None or tree.solved or i in self.done or tree.retries >= self.cfg.max_retries:
+        if self.retry_method is None or tree.stopped or i in self.done or tree.retries >= self.cfg.max_retries:
             return False
         return self.ledger.can_add(i)
 
     def _worth_waiting(self, i: int, idle: list[int], step: int) -> bool:
         """An unsolved prompt may still borrow slots that busy prompts will free when they close."""
-        if not self.ledger.pooled or self.retry_method is None or self.trees[i].solved:
+        if not self.ledger.pooled or self.retry_method is None or self.trees[i].stopped:
             return False
         if self.trees[i].retries >= self.cfg.max_retries:
             return False
@@ -339,15 +339,3 @@ class PassSchedule(PromptCounts):
             return False  # too late for a new root: nothing more can start
         busy = set(range(len(self.trees))) - self.done - set(idle)
         return bool(busy)
-
-
-def make_schedule(trees: list[PromptTree], config: EagerConfig, ledger: Ledger | None = None, *,
-                  first_roots: int = 1, retry_method: str | None = None, label_aware: bool = False,
-                  capacity: int | None = None) -> Schedule:
-    """The schedule of one call: the screen allocation, or the paper's passes over `ledger`."""
-    if config.allocation == "screen" and config.method == "eager":
-        from rollout.screening import ScreenSchedule
-
-        return ScreenSchedule(trees, config, capacity=capacity)
-    return PassSchedule(trees, config, ledger, first_roots=first_roots, retry_method=retry_method,
-                        online=config.online, label_aware=label_aware, capacity=capacity)

@@ -66,7 +66,7 @@ class ScreenSchedule(PromptCounts):
         self.verdicts[i] = [right, wrong]
         if self.state[i] in (SCREENING, HARD) and right and wrong:
             self.state[i], self.want[i] = FILL, max(0, self.fill_size - self.used[i])
-            self.trees[i].solved = True
+            self.trees[i].stopped = True
             return True
         return False
 
@@ -75,7 +75,7 @@ class ScreenSchedule(PromptCounts):
         right, wrong = self.verdicts[i]
         if wrong == 0:
             self.state[i] = EASY
-            self.trees[i].solved = True
+            self.trees[i].stopped = True
         else:
             self.state[i], self.want[i] = HARD, self.cfg.probe_roots
 

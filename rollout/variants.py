@@ -17,11 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from rollout.ledger import Ledger, call_ledger
-from rollout.schedule import make_schedule, saved_budget_shares, tree_stopped
+from rollout.schedule import PassSchedule, Schedule, saved_budget_shares, tree_stopped
+from rollout.screening import ScreenSchedule
 from rollout.config import EagerConfig
 from rollout.driver import Driver, Verifier
 from rollout.engine import Engine
-from rollout.types import PromptTree, RolloutResult
+from rollout.types import Arena, PromptTree, RolloutResult
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,16 @@ def _check_prompts(engine: Engine, prompts: list[list[int]], trees: list[PromptT
             trees[i].budget = 0
             logger.warning("skipping %s", errors[i])
     return errors
+
+
+def make_schedule(trees: list[PromptTree], config: EagerConfig, ledger: Ledger | None = None, *,
+                  first_roots: int = 1, retry_method: str | None = None, label_aware: bool = False,
+                  capacity: int | None = None) -> Schedule:
+    """The schedule of one call: the screen allocation, or the paper's passes over `ledger`."""
+    if config.allocation == "screen" and config.method == "eager":
+        return ScreenSchedule(trees, config, capacity=capacity)
+    return PassSchedule(trees, config, ledger, first_roots=first_roots, retry_method=retry_method,
+                        online=config.online, label_aware=label_aware, capacity=capacity)
 
 
 def generate(
@@ -64,7 +75,8 @@ def generate(
         raise ValueError("method='eager' is label-aware: pass verifier(prompt_index, completion_ids) -> bool.")
     t0 = time.perf_counter()
     m = config.max_sequences
-    trees = [PromptTree(i, list(p), m, config.entropy_threshold) for i, p in enumerate(prompts)]
+    arena = Arena()  # the batch's finished sequences, end to end
+    trees = [PromptTree(i, p, m, config.entropy_threshold, arena=arena) for i, p in enumerate(prompts)]
     wanted = range(len(prompts)) if active is None else sorted(set(active))
     errors = _check_prompts(engine, prompts, trees, wanted)
     active = [i for i in wanted if i not in errors]

@@ -43,3 +43,38 @@ def test_code_names_its_reasons_not_trackers_or_outside_files():
             if OUTSIDE_REFERENCES.search(line):
                 hits.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not hits, "\n".join(hits)
+
+
+def module_imports(package: str) -> dict[str, set[str]]:
+    """Per module of `package`, the modules of the same package it imports anywhere (inside functions too), but
+    for the names it imports for annotations only (under `if TYPE_CHECKING:`)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / package).glob("*.py")):
+        names = set()
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+                node.body = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(f"{package}."):
+                names.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                names |= {a.name.split(".")[1] for a in node.names if a.name.startswith(f"{package}.")}
+        graph[path.stem] = names - {path.stem}
+    return graph
+
+
+@pytest.mark.parametrize("package", ["rollout", "trainers"])
+def test_no_module_imports_one_that_imports_it_back(package):
+    """A reader follows imports one way: no circle, even through a function-level import."""
+    graph = module_imports(package)
+
+    def reaches(start: str, seen: set[str]) -> set[str]:
+        for name in graph.get(start, ()):
+            if name not in seen:
+                seen.add(name)
+                reaches(name, seen)
+        return seen
+
+    circles = sorted(m for m in graph if m in reaches(m, set()) and m != "__init__")
+    assert not circles, f"{package}: these modules import themselves back through others: {circles}"

@@ -118,7 +118,7 @@ def eager_rollout(prompts: list, trainer: EagerGRPOTrainer) -> dict[str, list]:
 def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
           trainer: EagerGRPOTrainer) -> dict[str, list]:
     """The hook's output: P x G rows laid out by `layout_rows`, each with its own prompt's columns."""
-    kept = [[s for s in tree.kept() if s.tokens] for tree in result.trees]
+    kept = [[s for s in tree.kept() if s.n_tokens] for tree in result.trees]
     layout = layout_rows([len(seqs) for seqs in kept], g)
     offset = trainer.accelerator.process_index * len(sources)  # group ids unique across processes
     columns = [key for key in sources[0] if key not in RESERVED]
@@ -130,9 +130,9 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
         baseline = 0.5
         if slot is not None:
             seq = kept[k][slot[1]]
-            completion, logprobs = list(seq.tokens), list(seq.logprobs)
+            completion, logprobs = seq.tokens, seq.logprobs  # TRL's rows are lists: built here, once per row
             inherited = seq.n_inherited if segments else 0  # segment credit: a token is in the loss once
-            mask = [0] * inherited + [1] * (len(seq.tokens) - inherited)
+            mask = [0] * inherited + [1] * (len(completion) - inherited)
             baseline = verdict_baseline(*seq.verdicts_at_start)
             trainer.eager_row_sequences.append((k, seq.index))
         else:

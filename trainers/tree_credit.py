@@ -61,7 +61,7 @@ def token_credit(tree: PromptTree, rewards: dict[int, float]) -> dict[int, tuple
         fork_at = {p for p, _ in forks.get(s, ())}
         w = start_weight.get(s, 0.0)
         weights, values = [], []
-        for t in range(len(seq.tokens)):
+        for t in range(seq.n_tokens):
             if t in fork_at:
                 w *= 0.5
             weights.append(w if t >= seq.n_inherited else 0.0)

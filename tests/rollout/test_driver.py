@@ -178,14 +178,14 @@ def test_online_eager_stops_solved_prompts_and_moves_their_budget(monkeypatch):
 
     def spy(self, i, verdict):
         stopped = original(self, i, verdict)
-        if self.trees[i].solved and i not in solved_at:
+        if self.trees[i].stopped and i not in solved_at:
             solved_at[i] = len(engine.added)
         return stopped
 
     monkeypatch.setattr(PassSchedule, "verdict", spy)
     r = generate(engine, prompts(3), cfg(method="eager", online=True, max_sequences=m, entropy_threshold=1.0),
                  verifier=lambda i, ids: i == 0)
-    assert set(solved_at) == {0} and r.trees[0].solved
+    assert set(solved_at) == {0} and r.trees[0].stopped
     late = [q for q in engine.added[solved_at[0]:] if q.request_id.startswith("0.")]
     assert late == []  # no new sequence for a prompt once it is solved
     assert sum(t.n_sequences for t in r.trees) <= 3 * m
@@ -200,7 +200,7 @@ def test_online_abort_drops_running_sequences_of_a_solved_prompt():
     r = generate(engine, prompts(1), cfg(method="eager", online=True, max_sequences=4, on_solved="abort",
                                          fork_mode="alternative"), verifier=lambda i, ids: True)
     tree = r.trees[0]
-    assert tree.solved
+    assert tree.stopped
     # alternative children of an all-high prefix finish at the same time as parents; at least the tree is valid
     assert all(s.finished for s in tree.sequences)
 
@@ -231,6 +231,6 @@ def test_online_eager_is_reproducible_whatever_the_verifier_timing():
 
         r = generate(SlowEngine(logits), prompts(4), cfg(method="eager", online=True, max_sequences=4, seed=7),
                      verifier=jittery_verifier)
-        return [[s.tokens for s in t.sequences] for t in r.trees], [t.solved for t in r.trees]
+        return [[s.tokens for s in t.sequences] for t in r.trees], [t.stopped for t in r.trees]
 
     assert run(1) == run(2) == run(3) == run(4)

@@ -61,7 +61,7 @@ def assert_valid(result, max_new=24):
 
 def hf_logprobs(model_dir, prompt, tokens, temperature):
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    ids = torch.tensor([prompt + tokens])
+    ids = torch.tensor([list(prompt) + list(tokens)])
     with torch.no_grad():
         logits = model(ids).logits[0, len(prompt) - 1 : -1].double() / temperature
     return torch.log_softmax(logits, -1)[torch.arange(len(tokens)), torch.tensor(tokens)].numpy()

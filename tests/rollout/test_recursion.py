@@ -209,7 +209,7 @@ def test_recursion_fork_mode_in_rollout_generate(model):
             assert child.tokens[ev.position] == ev.branch_token != parent.tokens[ev.position] == ev.original_token
             assert ev.position in child.forced and ev.position not in parent.forced
             # the child's log-prob at the fork is the policy's for its token (plain forward, T = 1)
-            ids = torch.tensor([tree.prompt_ids + child.tokens[: ev.position]])
+            ids = torch.tensor([tree.prompt_ids.tolist() + child.tokens[: ev.position]])
             with torch.no_grad():
                 logp = torch.log_softmax(model(ids).logits[0, -1].double(), -1)
             assert child.logprobs[ev.position] == pytest.approx(float(logp[ev.branch_token]), abs=1e-4)

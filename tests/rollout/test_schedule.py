@@ -129,7 +129,7 @@ def test_critical_path_is_at_most_the_deadline_plus_one_pass_when_every_prompt_r
     c = cfg(pass_start_limit=limit, fork_mode="alternative", max_sequences=4, max_new_tokens=24)  # lengths 4..23
     deadline = pass_start_deadline(limit, c.max_new_tokens)
     r = generate(ClockedEngine(varied_lengths(high=(0,))), prompts(6), c, verifier=lambda i, ids: False)
-    assert all(not t.solved for t in r.trees)
+    assert all(not t.stopped for t in r.trees)
     if limit >= 0.5:
         assert any(s.retry for t in r.trees for s in t.sequences)  # extra passes ran
     assert r.engine_steps <= deadline + c.max_new_tokens
@@ -190,9 +190,9 @@ def test_signal_rule_stops_a_prompt_at_a_mix_or_at_k_right_answers():
     r = generate(ClockedEngine(varied_lengths(high=(0, 5))), prompts(3), c, verifier=verdict)
     easy, mixed, hard = r.trees
     scores = [[s.score for s in t.sequences] for t in r.trees]
-    assert easy.solved and scores[0].count(1.0) >= 2 and 0.0 not in scores[0]  # k = 2 right: too easy, stop
-    assert mixed.solved and 1.0 in scores[1] and 0.0 in scores[1]  # a right and a wrong: signal secured
-    assert not hard.solved and set(scores[2]) == {0.0}  # all wrong: still open (no right answer to pair)
+    assert easy.stopped and scores[0].count(1.0) >= 2 and 0.0 not in scores[0]  # k = 2 right: too easy, stop
+    assert mixed.stopped and 1.0 in scores[1] and 0.0 in scores[1]  # a right and a wrong: signal secured
+    assert not hard.stopped and set(scores[2]) == {0.0}  # all wrong: still open (no right answer to pair)
     assert easy.retries >= 1  # one right answer alone did not stop it: it asked for more
 
 
@@ -222,7 +222,7 @@ def test_a_none_verdict_counts_as_wrong_in_the_plan_and_in_the_pass_that_spends_
     verifier = lambda i, ids: None if ids == [5, EOS] else True  # noqa: E731  (the first answer stays undecidable)
     r = spend_saved_budget(ClockedEngine(varied_lengths(high=())), trees, c, verifier=verifier)
     tree = r.trees[0]
-    assert tree.solved
+    assert tree.stopped
     assert tree.n_sequences == 2  # one right answer beside the unverifiable one: a mix, stop
     assert tree.sequences[1].verdicts_at_start == (0, 1)
 
@@ -259,7 +259,7 @@ def test_the_schedule_alone_decides_roots_thresholds_and_closing():
     # Prompt 0's root ends right at step 3; prompt 1's root keeps running.
     sched.ended(0)
     sched.awaiting_verdict(0)
-    assert sched.verdict(0, True) is True and trees[0].solved  # stopped at the first right answer
+    assert sched.verdict(0, True) is True and trees[0].stopped  # stopped at the first right answer
     runner.log.clear()
     sched.tick(3, runner)
     assert runner.log == [("closed", 0)]  # its unused slot joins the pool

@@ -58,12 +58,12 @@ def test_easy_stops_mixed_fills_hard_probes():
     r = generate(ScriptedEngine(script()), prompts(8), cfg(probe_roots=1),
                  verifier=lambda i, ids: verdicts.get(i, lambda x: even_first(i, x))(ids))
     easy, hard = r.trees[0], r.trees[1]
-    assert easy.n_sequences == 2 and easy.solved  # all right: too easy, stops after its screening
-    assert hard.n_sequences == 3 and not hard.solved  # all wrong: one probe, still wrong
+    assert easy.n_sequences == 2 and easy.stopped  # all right: too easy, stops after its screening
+    assert hard.n_sequences == 3 and not hard.stopped  # all wrong: one probe, still wrong
     mixed = [t for t in r.trees[2:] if set(screening(t)) == {0.0, 1.0}]
     assert mixed, "some screening should come out mixed"
     for t in mixed:
-        assert t.n_sequences == 6 and t.solved  # filled to fill_size = M
+        assert t.n_sequences == 6 and t.stopped  # filled to fill_size = M
     for t in r.trees:
         assert all(s.parent is None for s in t.sequences)  # roots only: independent samples
     assert r.tokens_generated > 0 and sum(t.n_sequences for t in r.trees) <= 8 * 6
@@ -80,7 +80,7 @@ def test_a_right_probe_makes_a_hard_prompt_mixed_and_fills_it():
     r = generate(ScriptedEngine(script()), prompts(1), cfg(probe_roots=1), verifier=verdict)
     (tree,) = r.trees
     assert [s.score for s in tree.sequences[:3]] == [0.0, 0.0, 1.0]
-    assert tree.n_sequences == 6 and tree.solved  # the probe's right answer made it mixed: filled
+    assert tree.n_sequences == 6 and tree.stopped  # the probe's right answer made it mixed: filled
 
 
 @pytest.mark.parametrize("oversample", [1.0, 2.0, 3.0])
