@@ -101,6 +101,9 @@ class StepFields:
             return
         if not (math.isfinite(self.oversample) and self.oversample > 1):
             raise self._fail("oversample", "must be a number >= 1 (1: no oversampling).")
+        if self.rollout_generator in ("eager_init", "eager_adapt"):  # the shipped recipes set oversample: 2
+            raise self._fail("oversample", "a label-free generator spends its budget on every prompt it is handed, "
+                             "so it cannot choose the step's rows among more prompts: add --oversample 1.")
         if self.rollout_generator == "parallel" and not self.dynamic_sampling:
             raise self._fail("oversample", "parallel samples every prompt it is handed; only dynamic_sampling picks "
                              "the step's groups among them. Set dynamic_sampling: true, or oversample: 1.")

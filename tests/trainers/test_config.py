@@ -329,3 +329,17 @@ def test_step_groups_take_signal_first_in_batch_order():
     # normaliser, as they would in a step of that many groups, and add no gradient).
     assert step_groups([False, True, False, False], 3) == [True, True, True, False]
     assert step_groups([True, False], 4) == [True, True]
+
+
+@pytest.mark.parametrize("recipe", ["cpu_default.yaml", "qwen3_4b_aime.yaml"])
+@pytest.mark.parametrize("generator", ["eager_init", "eager_adapt"])
+def test_a_label_free_generator_on_a_shipped_recipe_says_in_one_line_what_to_change(recipe, generator):
+    from recipes.grpo import parse_args
+
+    cpu = ["--use_cpu", "true", "--bf16", "false"] if recipe.startswith("qwen3") else []  # a GPU recipe, here
+    argv = ["--config", str(RECIPES / recipe), "--rollout_generator", generator, "--output_dir", "unused", *cpu]
+    with pytest.raises(ValueError, match=r"oversample=2.*rollout_generator=.*add --oversample 1\.$") as err:
+        parse_args(argv)
+    assert "\n" not in str(err.value)
+    _, args, _ = parse_args([*argv, "--oversample", "1"])  # the change it names is enough
+    assert args.rollout_generator == generator and args.oversample == 1
