@@ -7,7 +7,8 @@ Two figures, `name=value` lines:
   arithmetic model (64 held-out prompts x M = 16, the colocated CPU engine): the bytes the result holds (traced
   with it alive, minus traced after it is freed) per generated token, for `parallel` and for `eager_init` at
   the recipe's label-free threshold (0.6, where about half the sequences are forks). `rollout_bytes_per_token`
-  is the larger of the two.
+  is the larger of the two. Split into the values' arrays per token and the Python objects (trees,
+  sequences, fork events) per sequence: the objects' share per token falls as sequences get longer.
 - `eager_peak_rss_ratio_x<scale>`: a training step's peak resident memory above what the process held before
   its first step (engine reservation, model and data already in), for the recipe's `eager` over `parallel`, at
   the recipe's shape and at `scale` times its prompts. Each run is its own process: the peak is the kernel's
@@ -51,11 +52,14 @@ def rollout_bytes(n_prompts: int, m: int = 16) -> dict[str, float]:
         gc.collect()
         held = tracemalloc.get_traced_memory()[0]
         tokens, sequences, forks = result.tokens_generated, result.n_sequences, result.n_branches
+        arrays = sum(sys.getsizeof(column) for column in result.trees[0].arena.columns)  # the call's one arena
         del result
         gc.collect()
         held -= tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         out[f"rollout_bytes_per_token_{method}"] = held / tokens
+        out[f"rollout_array_bytes_per_token_{method}"] = arrays / tokens  # the values themselves (12 + growth room)
+        out[f"rollout_object_bytes_per_sequence_{method}"] = (held - arrays) / sequences  # trees, sequences, forks
         out[f"rollout_tokens_{method}"] = tokens
         out[f"rollout_sequences_{method}"] = sequences
         out[f"rollout_forks_{method}"] = forks

@@ -93,7 +93,7 @@ def eager_rollout(prompts: list, trainer: EagerGRPOTrainer) -> dict[str, list]:
     """TRL `rollout_func`: EAGer rollouts for this process's prompts, one completion per incoming row."""
     g = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
     distinct = _distinct_prompts(prompts, g)
-    sources = trainer.eager_batch_inputs[::g]  # dataset rows of the distinct prompts (stashed by the trainer)
+    sources = trainer.eager_step.inputs[::g]  # dataset rows of the distinct prompts (stashed by the trainer)
     prompt_ids, images, _ = trainer._tokenize_prompts(distinct)
     if images is not None:
         raise ValueError("EAGer rollouts take text prompts only; use rollout_generator='parallel' for images.")
@@ -124,7 +124,8 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
     columns = [key for key in sources[0] if key not in RESERVED]
     out: dict[str, list] = {key: [] for key in (*RESERVED, *columns)}
     segments = trainer.args.eager_credit == "segments"
-    trainer.eager_row_sequences = []  # per row: (prompt k, sequence index in its tree) or None
+    step = trainer.eager_step
+    step.row_sequences = []  # per row: (prompt k, sequence index in its tree) or None
     for r, slot in enumerate(layout):
         k = slot[0] if slot is not None else r // g  # an unused row keeps its owner's prompt
         baseline = 0.5
@@ -134,10 +135,10 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
             inherited = seq.n_inherited if segments else 0  # segment credit: a token is in the loss once
             mask = [0] * inherited + [1] * (len(completion) - inherited)
             baseline = verdict_baseline(*seq.verdicts_at_start)
-            trainer.eager_row_sequences.append((k, seq.index))
+            step.row_sequences.append((k, seq.index))
         else:
             completion, logprobs, mask = trainer.eager_pad_completion, [0.0], [0]
-            trainer.eager_row_sequences.append(None)
+            step.row_sequences.append(None)
         out["prompt_ids"].append(list(prompt_ids[k]))
         out["completion_ids"].append(completion)
         out["logprobs"].append(logprobs)
@@ -147,8 +148,8 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
         out["eager_baseline"].append(baseline)
         for key in columns:
             out[key].append(sources[k][key])  # "prompt" included: _calculate_rewards reads it back
-    trainer.eager_last_rollout = result
-    trainer.eager_logp_rows = torch.tensor(out["eager_used"], dtype=torch.bool)  # TRL's log-prob pass skips the rest
+    step.rollout = result
+    step.logp_rows = torch.tensor(out["eager_used"], dtype=torch.bool)  # TRL's log-prob pass skips the rest
     return out
 
 

@@ -44,6 +44,7 @@ from trainers.dataset_check import check_trainer_rows
 from trainers.metrics import step_metrics
 from trainers.tree_credit import segment_advantages
 from trainers.rollout_hook import Grade, check_hook_inputs, eager_rollout
+from trainers.step_state import Scored, StepState
 from trainers.weight_sync import cpu_build, cpu_engine_kwargs, use_cpu_weight_sync
 
 logger = logging.getLogger(__name__)
@@ -76,21 +77,10 @@ class EagerGRPOTrainer(GRPOTrainer):
             verifier = Verifier(kind=args.eager_answer_kind)
         self.eager_grade = verifier
         self.eager_think_end_token_id = self._single_token_id(args.eager_think_end_token)
-        self.eager_batch_inputs: list[dict] = []
-        self.eager_last_rollout = None  # the RolloutResult of this process's last EAGer step
+        self.eager_step = StepState()  # what this step's hook and overrides share (made fresh at each step)
         self._eager_engine = None
-        self._eager_rows: tuple | None = None  # gathered (rewards_per_func, groups, used, [tokens, branches], baselines)
-        self._eager_row_prompts: list = []
-        self._eager_shapes = torch.zeros(0, 2)  # gathered (completion length, truncated) per row
         self._eager_tokens_total = 0.0
-        self.eager_logp_rows: torch.Tensor | None = None  # this process's rows for TRL's log-prob pass, while a step runs
-        self._eager_sampling_logps: list | None = None  # the engine's log-probs per row (fill for the rows skipped)
-        self._eager_rewards: torch.Tensor | None = None  # scored right after generation, before TRL's log-prob pass
-        self._eager_step_rows: torch.Tensor | None = None  # gathered (N,) bool: the rows the step trains on
-        self._eager_loss_rows: torch.Tensor | None = None  # gathered (N,) bool: those that stay in the loss batch
-        self.eager_row_sequences: list = []  # per row of the last step: (prompt, sequence index) or None
         self.eager_t0: float | None = None  # when the first step began: training seconds count from here
-        self._eager_score_s = 0.0
         self.add_callback(TrainSecondsLimit(self))
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
@@ -138,14 +128,12 @@ class EagerGRPOTrainer(GRPOTrainer):
                              "token (e.g. '</think>' for Qwen3), or None.")
         return ids[0]
 
-    # --- the two overrides ----------------------------------------------------------------------
+    # --- what TRL's step calls ------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict]) -> dict[str, Any]:
-        self.eager_batch_inputs = inputs
+        self.eager_step = step = StepState(inputs=inputs)
         start = time.perf_counter()
         if self.eager_t0 is None:  # the first step of this process: a resumed run goes on from its checkpoint
             self.eager_t0 = start - self._resumed_counters()
-        self._eager_score_s = 0.0
-        self._eager_rewards = self._eager_step_rows = self._eager_loss_rows = None
         try:
             output = super()._generate_and_score_completions(inputs)
         except Exception as exc:
@@ -154,13 +142,15 @@ class EagerGRPOTrainer(GRPOTrainer):
                 raise
             raise failed from exc
         finally:
-            self.eager_logp_rows = self._eager_sampling_logps = None
+            step.logp_rows = step.sampling_logps = None  # TRL's loss pass (with gradients) covers its own rows
         mode = "train" if self.model.training else "eval"
         # "Generation": everything here but the rewards (weight sync, rollouts, TRL's log-prob pass over
         # the rows); optimisation is what the step spends after this.
-        self._metrics[mode]["eager/time_generation_s"].append(time.perf_counter() - start - self._eager_score_s)
-        self._metrics[mode]["eager/time_scoring_s"].append(self._eager_score_s)
-        rewards_per_func, groups, used, stats, baselines = self._eager_rows
+        self._metrics[mode]["eager/time_generation_s"].append(time.perf_counter() - start - step.score_s)
+        self._metrics[mode]["eager/time_scoring_s"].append(step.score_s)
+        scored = step.scored
+        rewards_per_func, groups, used, stats, baselines = (scored.rewards_per_func, scored.groups, scored.used,
+                                                            scored.stats, scored.baselines)
         if self.args.is_eager:
             advantages, std = group_advantages(rewards_per_func, groups, self.reward_weights,
                                                self.scale_rewards, self.multi_objective_aggregation,
@@ -169,7 +159,7 @@ class EagerGRPOTrainer(GRPOTrainer):
             if self.args.eager_credit == "segments":  # per token: every token once, weighted by its branch
                 rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
                 output["advantages"] = segment_advantages(
-                    self.eager_last_rollout.trees, self.eager_row_sequences, self._local(rewards, len(inputs)),
+                    step.rollout.trees, step.row_sequences, self._local(rewards, len(inputs)),
                     self._local(baselines, len(inputs)), output["completion_ids"].shape[1],
                     self.scale_rewards != "none").to(output["completion_ids"].device)
             self._correct_trl_logs(mode, advantages, std, used)
@@ -193,12 +183,12 @@ class EagerGRPOTrainer(GRPOTrainer):
         and the step must know which rows it trains on before that pass (`_choose_rows`)."""
         out = super()._generate(prompts)
         _, completion_ids_list, _, completions, sampling_logps, extra_fields, _, _ = out
-        inputs = self.eager_batch_inputs
+        inputs = self.eager_step.inputs
         for i, row in enumerate(inputs):  # as TRL merges them next: each row's own prompt and columns
             row.update({key: values[i] if isinstance(values, list) else values for key, values in extra_fields.items()
                         if not isinstance(values, list) or i < len(values)})
-        self._eager_rewards = self._score_rows(inputs, prompts, completions, completion_ids_list)
-        self._eager_sampling_logps = sampling_logps
+        self.eager_step.rewards = self._score_rows(inputs, prompts, completions, completion_ids_list)
+        self.eager_step.sampling_logps = sampling_logps
         if self.model.training:
             self._choose_rows(len(inputs))
             kill_if_testing(self.state.global_step + 1)
@@ -207,16 +197,18 @@ class EagerGRPOTrainer(GRPOTrainer):
     def _calculate_rewards(self, inputs: list[dict], prompts: list, completions: list,
                            completion_ids_list: list) -> torch.Tensor:
         """The rewards `_generate` computed (the same rows: TRL calls this right after its log-prob pass)."""
-        if self._eager_rewards is None:
+        step = self.eager_step
+        if step.rewards is None:
             raise RuntimeError("TRL asked for rewards before it generated: the order of GRPOTrainer's step changed; "
                                "see tests/trainers/test_trl_contract.py.")
-        rewards, self._eager_rewards = self._eager_rewards, None
+        rewards, step.rewards = step.rewards, None
         return rewards
 
     def _choose_rows(self, n: int) -> None:
         """The step's rows and the rows that stay in its loss batch (trainers.loss_batch), from the rewards; TRL's
         log-prob pass then covers only the rows that stay."""
-        rewards_per_func, groups, used, _, _ = self._eager_rows
+        scored = self.eager_step.scored
+        rewards_per_func, groups, used = scored.rewards_per_func, scored.groups, scored.used
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
         rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
         step = used.clone()
@@ -226,10 +218,11 @@ class EagerGRPOTrainer(GRPOTrainer):
             chosen = [step_groups(flags.tolist(), pool_size(n, self.args.oversample) // g) for flags in signal]
             step = torch.tensor([c for flags in chosen for c in flags], device=used.device).repeat_interleave(g)
         stay = step & signal_rows(rewards, groups, used) if self.args.dynamic_sampling else step
-        self._eager_step_rows, self._eager_loss_rows = step, stay
+        self.eager_step.step_rows, self.eager_step.loss_rows = step, stay
         if self.args.drops_unused_rows and self.args.eager_credit != "segments":
             local = self._local(stay, n).cpu()
-            self.eager_logp_rows = local if self.eager_logp_rows is None else self.eager_logp_rows & local
+            rows = self.eager_step.logp_rows
+            self.eager_step.logp_rows = local if rows is None else rows & local
 
     def _resumed_counters(self) -> float:
         """The training seconds of the run this one resumes, and its rollout tokens (into the cumulative count),
@@ -246,11 +239,12 @@ class EagerGRPOTrainer(GRPOTrainer):
         dynamic sampling, groups whose rewards agree included), the share of them that an entropy fork started,
         and the share of the used rows that started after a verdict on their prompt (budget a verdict placed:
         fills, probes, extra passes). Both shares are 0 for parallel."""
-        stay = self._local(self._eager_loss_rows, n).tolist()
+        step = self.eager_step
+        stay = self._local(step.loss_rows, n).tolist()
         forks = moved = used = 0
         if self.args.is_eager:
-            trees = self.eager_last_rollout.trees
-            for r, slot in enumerate(self.eager_row_sequences):
+            trees = step.rollout.trees
+            for r, slot in enumerate(step.row_sequences):
                 if slot is None:
                     continue
                 seq = trees[slot[0]].sequences[slot[1]]
@@ -267,7 +261,7 @@ class EagerGRPOTrainer(GRPOTrainer):
         """TRL's log-prob pass (no gradient) over the rows that stay in the loss batch only; a row that leaves gets
         the engine's own log-probs (ratio 1 in TRL's importance-sampling statistics; nothing trains on it). With the
         gradient on (the loss step), TRL's own, over the rows it is given."""
-        rows = self.eager_logp_rows
+        rows, sampling_logps = self.eager_step.logp_rows, self.eager_step.sampling_logps
         per_row = [v for v in (*args, *kwargs.values()) if torch.is_tensor(v) and v.dim() > 0]
         # One process only: under ZeRO-3 or FSDP every forward gathers parameters, so processes must run the same
         # number of forward chunks; and a step with no row left keeps TRL's pass (it cannot concatenate nothing).
@@ -279,9 +273,9 @@ class EagerGRPOTrainer(GRPOTrainer):
         logps, entropies, aux = super()._get_per_token_logps_and_entropies(
             model, input_ids[idx], attention_mask[idx], logits_to_keep, *args, **kwargs)
         full = logps.new_zeros(input_ids.size(0), logps.size(1))
-        skipped = (~rows).nonzero().flatten().tolist() if self._eager_sampling_logps else []
+        skipped = (~rows).nonzero().flatten().tolist() if sampling_logps else []
         for r in skipped:
-            values = self._eager_sampling_logps[r][:logits_to_keep]
+            values = sampling_logps[r][:logits_to_keep]
             values = torch.tensor([float("nan") if x is None else x for x in values])
             full[r, :len(values)] = torch.nan_to_num(values).to(full)
         full[idx] = logps
@@ -301,7 +295,7 @@ class EagerGRPOTrainer(GRPOTrainer):
 
     def _shape_loss_batch(self, output: dict[str, Any], n: int) -> dict[str, Any]:
         """The step's rows and normaliser; then only the rows that stay (see loss_batch and `_choose_rows`)."""
-        step, stay = self._eager_step_rows, self._eager_loss_rows
+        step, stay = self.eager_step.step_rows, self.eager_step.loss_rows
         if not self.args.is_eager and not bool(step.all()):  # parallel's groups past the step: no advantage, and
             # no tokens in the normaliser (an EAGer rollout's unused rows have neither already)
             local = self._local(step, n).to(output["advantages"].device)
@@ -326,8 +320,8 @@ class EagerGRPOTrainer(GRPOTrainer):
             baselines = torch.tensor([row["eager_baseline"] for row in inputs], dtype=torch.float32, device=device)
             ends = [*self.eos_token_ids, self._tokenizer.pad_token_id]
             shapes = torch.tensor([[len(ids), ids[-1] not in ends] for ids in completion_ids_list], device=device)
-            self._eager_shapes = self.accelerator.gather(shapes)  # (N, 2) length, truncated
-            result = self.eager_last_rollout
+            self.eager_step.shapes = self.accelerator.gather(shapes)  # (N, 2) length, truncated
+            result = self.eager_step.rollout
             stats = torch.tensor([result.tokens_generated, result.n_branches, result.engine_steps],
                                  dtype=torch.float32, device=device)
         else:  # TRL's layout: G consecutive rows per prompt, all used
@@ -341,15 +335,15 @@ class EagerGRPOTrainer(GRPOTrainer):
             stats = torch.tensor([tokens, 0.0, float(max(map(len, completion_ids_list)))], device=device)
         start = time.perf_counter()
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._eager_score_s += time.perf_counter() - start
+        self.eager_step.score_s += time.perf_counter() - start
         groups, used = self.accelerator.gather(groups), self.accelerator.gather(used).bool()
         baselines = self.accelerator.gather(baselines)
         stats = self.accelerator.gather(stats).view(-1, 3)
         stats = torch.cat([stats[:, :2].sum(dim=0), stats[:, 2:].max(dim=0).values])  # sums; the slowest process
         rewards_per_func[~used] = torch.nan  # an unused row has no reward and no place in a baseline
-        self._eager_rows = (rewards_per_func.clone(), groups, used, stats, baselines)
+        self.eager_step.scored = Scored(rewards_per_func.clone(), groups, used, stats, baselines)
         if self.args.is_eager:
-            self._eager_row_prompts = gather_object(prompts)
+            self.eager_step.row_prompts = gather_object(prompts)
         return rewards_per_func
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -364,13 +358,14 @@ class EagerGRPOTrainer(GRPOTrainer):
         put the values of the real rows and groups in their place."""
         metrics = self._metrics[mode]
         metrics["frac_reward_zero_std"][-1] = torch.isclose(std, torch.zeros_like(std))[used].float().mean().item()
-        lengths, truncated = self._eager_shapes[used, 0].float(), self._eager_shapes[used, 1].bool()
+        shapes = self.eager_step.shapes
+        lengths, truncated = shapes[used, 0].float(), shapes[used, 1].bool()
         terminated = lengths[~truncated] if (~truncated).any() else torch.zeros(1)
         for key, values in (("", lengths), ("terminated_", terminated)):
             for stat in ("mean", "min", "max"):
                 metrics[f"completions/{stat}_{key}length"][-1] = getattr(values, stat)().item()
         metrics["completions/clipped_ratio"][-1] = truncated.float().mean().item()
-        for key, values in (("advantages", advantages.tolist()), ("prompt", self._eager_row_prompts)):
+        for key, values in (("advantages", advantages.tolist()), ("prompt", self.eager_step.row_prompts)):
             log = self._logs[key]
             tail = values[-len(log):] if log else []
             for i, value in enumerate(tail):

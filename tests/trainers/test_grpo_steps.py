@@ -174,7 +174,7 @@ def test_segment_credit_counts_every_token_once(run):
 
     trainer, children = run.trainer, 0
     inputs, output, _ = run.outputs[-1]  # the last step's trees are the trainer's last rollout
-    trees, rows = trainer.eager_last_rollout.trees, trainer.eager_row_sequences
+    trees, rows = trainer.eager_step.rollout.trees, trainer.eager_step.row_sequences
     assert output["advantages"].dim() == 2
     mask = output["completion_mask"] * output["tool_mask"]
     rewards = {(k, s): r for (k, s), r in ((row, r) for row, r in zip(rows, run.recorder.calls[-1]["rewards"]) if row)}
@@ -220,7 +220,7 @@ def test_refill_forks_train_as_rows_that_repeat_their_parent_s_prefix(run):
         pytest.skip("refill forks only")
     trainer, forks = run.trainer, 0
     inputs, output, _ = run.outputs[-1]  # the last step's trees are the trainer's last rollout
-    trees, rows = trainer.eager_last_rollout.trees, trainer.eager_row_sequences
+    trees, rows = trainer.eager_step.rollout.trees, trainer.eager_step.row_sequences
     for r, row in enumerate(rows):
         if row is None or trees[row[0]].sequences[row[1]].parent is None:
             continue

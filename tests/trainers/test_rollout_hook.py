@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from rollout import PromptTree, RolloutResult, Sequence
 from trainers.metrics import step_metrics
 from trainers.rollout_hook import _rows, layout_rows, rollout_config
+from trainers.step_state import StepState
 
 
 def test_layout_fills_own_rows_first_then_spills_into_free_ones():
@@ -55,7 +56,7 @@ def test_rows_carry_their_own_prompt_columns_and_masks():
     trees = [_tree(0, [10, 11], [[1, 2]], aborted=1), _tree(1, [20], [[3], [4, 5], [6], [7], [8]])]
     result = RolloutResult("eager", trees)
     trainer = SimpleNamespace(accelerator=SimpleNamespace(process_index=1), eager_pad_completion=[0],
-                              args=SimpleNamespace(eager_credit="rows"))
+                              args=SimpleNamespace(eager_credit="rows"), eager_step=StepState())
     sources = [{"prompt": "p0", "answer": "a0", "other": 0}, {"prompt": "p1", "answer": "a1", "other": 1}]
     out = _rows(result, sources, [[10, 11], [20]], 4, trainer)
     assert out["eager_used"] == [1, 1, 0, 0, 1, 1, 1, 1]
@@ -65,7 +66,7 @@ def test_rows_carry_their_own_prompt_columns_and_masks():
     assert out["completion_ids"][2] == [0] and out["env_mask"][2] == [0] and out["logprobs"][2] == [0.0]
     assert all(len(c) == len(lp) == len(m) for c, lp, m in zip(out["completion_ids"], out["logprobs"],
                                                                out["env_mask"]))
-    assert trainer.eager_last_rollout is result
+    assert trainer.eager_step.rollout is result
 
 
 def test_step_metrics():

@@ -60,7 +60,7 @@ def test_grpo_steps_generate_on_the_server(server, untied_model, tmp_path, monke
 
     engine = trainer.eager_engine()  # a new connection, for the checks below
     assert isinstance(engine, ServerEngine) and not engine.has_unfinished()
-    assert trainer.eager_last_rollout.n_sequences >= 4 and trainer.eager_last_rollout.engine_steps > 0
+    assert trainer.eager_step.rollout.n_sequences >= 4 and trainer.eager_step.rollout.engine_steps > 0
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 2 and all(0 < h["eager/rows_used_frac"] <= 1 for h in logs)
     assert any(not torch.equal(p.detach(), before[n]) for n, p in trainer.model.named_parameters())
