@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, make_dataclass
 from typing import Any, get_args, get_type_hints
 
 from evaluation.data import TASKS
-from rollout.config import TEST_TIME_DEFAULTS, EagerConfig, SettingError, surface_fields
+from rollout.config import METHODS, TEST_TIME_DEFAULTS, EagerConfig, SettingError, surface_fields
 
-EXPERIMENT_CHOICES = ("parallel", "eager_init", "eager_adapt", "eager", "all", "eglr")
-ORDER = ("parallel", "eager_init", "eager_adapt", "eager")  # what `all` runs, in this order (eglr needs --backend hf)
+ORDER = METHODS  # what `all` runs, in this order (eglr needs --backend hf)
+EXPERIMENT_CHOICES = (*ORDER, "all", "eglr")
 # The rollout settings eager-eval does not take as `--<name>`: where each comes from instead.
 DERIVED = {
     "method": "--experiments (each experiment is a method)",

@@ -14,46 +14,40 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 
 from trl import GRPOConfig
 
-from rollout.config import TRAINING_DEFAULTS, EagerConfig, SettingError, non_default, surface_fields
+from rollout.config import METHODS, TRAINING_DEFAULTS, EagerConfig, SettingError, non_default, surface_fields
 from trainers.dataset_check import BAD_ROWS
-from trainers.step_settings import ROW_FREE_LOSSES, StepFields
+from trainers.step_settings import MASK_SAFE_LOSSES, RENAMED, StepFields
 from trainers.weight_sync import cpu_build
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "eager_"
-GENERATORS = ("parallel", "eager_init", "eager_adapt", "eager")
+GENERATORS = METHODS  # rollout.config's methods: parallel is TRL's own sampling here
 BASELINES = ("group", "verdicts")
 CREDITS = ("rows", "segments")
 ANSWER_KINDS = ("math", "choice")
-# The rollout settings the trainer does not take as `eager_<name>`: where each comes from instead.
+# The rollout settings the trainer does not take as `eager_<name>`: the trainer field each comes from (named
+# in errors about it), and how.
 DERIVED = {
-    "method": "rollout_generator",
-    "max_sequences": "eager_max_sequences (None: num_generations)",
-    "temperature": "temperature (TRL's)",
-    "max_new_tokens": "max_completion_length (TRL's)",
-    "seed": "seed (TRL's), drawn afresh for every step and process",
-    "stop_token_ids": "the tokenizer's EOS ids",
-    "think_end_token_id": "eager_think_end_token (text: one token of the tokenizer)",
-    "online": "on for eager and eager_adapt: one rollout call per step",
-    "oversample": "oversample (a setting of the step, for every generator)",
-    "recursion_span": "none: EGLR forks need the transformers engine, and TRL generates with vLLM",
-    "recursion_k_max": "none: see recursion_span",
-    "recursion_tol": "none: see recursion_span",
+    "method": ("rollout_generator", ""),
+    "max_sequences": ("eager_max_sequences", "None: num_generations"),
+    "temperature": ("temperature", "TRL's"),
+    "max_new_tokens": ("max_completion_length", "TRL's"),
+    "seed": ("seed", "TRL's, drawn afresh for every step and process"),
+    "stop_token_ids": ("", "the tokenizer's EOS ids"),
+    "think_end_token_id": ("eager_think_end_token", "text: one token of the tokenizer"),
+    "online": ("rollout_generator", "on for eager and eager_adapt: one rollout call per step"),
+    "oversample": ("oversample", "a setting of the step, for every generator"),
+    "recursion_span": ("", "none: EGLR forks need the transformers engine, and TRL generates with vLLM"),
+    "recursion_k_max": ("", "none: see recursion_span"),
+    "recursion_tol": ("", "none: see recursion_span"),
 }
-# Labels for errors about a derived setting: the trainer field the user set.
-DERIVED_LABELS = {"method": "rollout_generator", "max_sequences": "eager_max_sequences", "temperature": "temperature",
-                  "max_new_tokens": "max_completion_length", "online": "rollout_generator",
-                  "oversample": "oversample"}
-# Losses whose normaliser does not count rows: a fully masked (unused) row adds nothing and takes
-# no weight from the real ones. dapo/cispo/vespo divide by the global token count, bnpo by the
-# local one, dr_grpo by a constant (rows x max_completion_length, the same with or without masks).
-MASK_SAFE_LOSSES = ("dapo", "bnpo", "cispo", "vespo", "dr_grpo")
-# grpo, sapo and luspo average per-row losses over rows: unused rows would count in that mean.
+DERIVED_LABELS = {name: label for name, (label, _) in DERIVED.items() if label}
+
 
 EagerRolloutFields = make_dataclass("EagerRolloutFields",
                                     surface_fields(PREFIX, skip=tuple(DERIVED), defaults=TRAINING_DEFAULTS))
@@ -140,10 +134,7 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
         self._take_old_spellings()
         self._hand_more_prompts()
         super().__post_init__()
-        if self.rollout_generator not in GENERATORS:
-            raise ValueError(f"rollout_generator={self.rollout_generator!r}: choose one of {GENERATORS}.")
-        if self.bad_rows not in BAD_ROWS:
-            raise ValueError(f"bad_rows={self.bad_rows!r}: choose one of {BAD_ROWS}.")
+        self._check_choices()
         if self.max_train_seconds is not None and not self.max_train_seconds > 0:
             raise ValueError(f"max_train_seconds={self.max_train_seconds!r}: give a positive number of seconds, or "
                              "None to stop at max_steps only.")
@@ -161,6 +152,15 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
             self.rollout_settings()  # rollout's own checks, with the trainer's field names
             if self.eval_strategy != "no":  # what evaluation steps will run, checked now, not mid-training
                 self.step_settings(self.num_generations_eval or self.num_generations, training=False)
+
+    def _check_choices(self) -> None:
+        """Every setting of this package that lists its choices (metadata "choices") holds one of them."""
+        own = {f.name for cls in (EagerGRPOConfig, StepFields, EagerRolloutFields) for f in fields(cls)} - {
+            f.name for f in fields(GRPOConfig)}
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            if f.name in own and allowed is not None and getattr(self, f.name) not in allowed:
+                raise ValueError(f"{f.name}={getattr(self, f.name)!r}: choose one of {tuple(allowed)}.")
 
     @property
     def is_eager(self) -> bool:
@@ -195,14 +195,14 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
     def run_tag(self) -> str:
         """The generator and every setting that differs from its default (W&B group and run names)."""
         tag = f"{self.rollout_generator}-G{self.num_generations}-T{self.temperature:g}"
-        for name in ("dynamic_sampling", "oversample", "drop_unused_rows", "loss_normalizer"):
+        for name in STEP_TAGGED:
             if getattr(self, name) != self.__dataclass_fields__[name].default:
                 tag += f"-{name}={_short(getattr(self, name))}"
         if self.is_eager:
             changed = non_default(self.rollout_settings(), skip=tuple(DERIVED), defaults=TRAINING_DEFAULTS)
             if self.eager_max_sequences is not None:
                 changed["max_sequences"] = self.eager_max_sequences
-            for name in ("eager_think_end_token", "eager_baseline", "eager_credit", "eager_answer_kind"):
+            for name in TRAINER_TAGGED:
                 if getattr(self, name) != self.__dataclass_fields__[name].default:
                     changed[name[len(PREFIX):]] = getattr(self, name)
             tag += "".join(f"-{name}={_short(value)}" for name, value in changed.items())
@@ -279,10 +279,6 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
         if self.eager_entropy_source == "full_vocab":
             raise self._fail("eager_entropy_source", "TRL builds its vLLM engine with at most 20 log-probs per token; "
                              "use topk.")
-        for name, allowed in (("eager_baseline", BASELINES), ("eager_answer_kind", ANSWER_KINDS),
-                              ("eager_credit", CREDITS)):
-            if getattr(self, name) not in allowed:
-                raise self._fail(name, f"choose one of {allowed}.")
         if self.eager_baseline == "verdicts" and self.rollout_generator != "eager":
             raise self._fail("eager_baseline", "'verdicts' needs the label-aware generator (rollout_generator: eager).")
         if self.eager_credit == "segments" and self.eager_baseline != "verdicts":
@@ -297,6 +293,14 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
                 "eager_fork_mode=%r forces tokens at forks: those tokens are off-policy. Use 'resample' for exact "
                 "policy samples.", self.eager_fork_mode,
             )
+
+
+# What a run tag names besides the rollout's settings: the step's settings (not the trainer's record of them,
+# nor old spellings) and the trainer's own eager_ settings that change what is sampled or trained (not
+# eager_max_sequences, tagged as max_sequences, nor the data's gold column).
+STEP_TAGGED = tuple(f.name for f in fields(StepFields) if f.name != "rows_per_step" and f.name not in RENAMED)
+TRAINER_TAGGED = tuple(f.name for f in fields(EagerGRPOConfig) if f.name.startswith(PREFIX) and f.name not in
+                       {*ROLLOUT_FIELDS, *RENAMED, "eager_max_sequences", "eager_gold_column"})
 
 
 def _short(value: object) -> str:

@@ -14,10 +14,18 @@ import warnings
 from dataclasses import dataclass, field
 
 NORMALIZERS = ("tokens", "budget")
-# Normalised by the generation batch's loss tokens, counted before any row leaves: rows can leave the batch
-# without changing the loss of the others. Not bnpo (it counts the tokens of the micro-batch it is given), nor
-# the losses that average over rows or divide by them (grpo, sapo, luspo, dr_grpo).
-ROW_FREE_LOSSES = ("dapo", "cispo", "vespo")
+# What each of TRL's losses divides by: the one table the row checks read.
+LOSS_NORMALISERS = {
+    "dapo": "batch tokens", "cispo": "batch tokens", "vespo": "batch tokens",  # the generation batch's, counted
+    # before any row leaves
+    "bnpo": "micro-batch tokens",  # the tokens of the micro-batch it is given
+    "dr_grpo": "constant",  # rows x max_completion_length, the same with or without masks
+    "grpo": "rows", "sapo": "rows", "luspo": "rows",  # a mean over per-row losses
+}
+# Rows can leave the batch without changing the loss of the others.
+ROW_FREE_LOSSES = tuple(loss for loss, by in LOSS_NORMALISERS.items() if by == "batch tokens")
+# A fully masked (unused) row adds nothing and takes no weight from the real ones.
+MASK_SAFE_LOSSES = tuple(loss for loss, by in LOSS_NORMALISERS.items() if by != "rows")
 # The step's settings that once carried the eager_ prefix, though any generator uses them: old spelling -> new.
 RENAMED = {"eager_oversample": "oversample", "eager_drop_flat_rows": "dynamic_sampling",
            "eager_drop_unused_rows": "drop_unused_rows", "eager_loss_normalizer": "loss_normalizer",
@@ -122,9 +130,7 @@ class StepFields:
 
     def _check_step_rows(self) -> None:
         """Dynamic sampling, oversampling and dropped rows: refused where they cannot act, never paid for silently."""
-        if self.loss_normalizer not in NORMALIZERS:
-            raise ValueError(f"loss_normalizer={self.loss_normalizer!r}: choose one of {NORMALIZERS}.")
-        if self.loss_normalizer == "budget" and self.loss_type not in ("dapo", "cispo", "vespo"):
+        if self.loss_normalizer == "budget" and self.loss_type not in ROW_FREE_LOSSES:
             raise ValueError(f"loss_normalizer='budget' with loss_type={self.loss_type!r}: the budget replaces "
                              "the token count that dapo, cispo and vespo divide by; use one of those, or "
                              "loss_normalizer='tokens'.")

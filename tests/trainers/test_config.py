@@ -343,3 +343,17 @@ def test_a_label_free_generator_on_a_shipped_recipe_says_in_one_line_what_to_cha
     assert "\n" not in str(err.value)
     _, args, _ = parse_args([*argv, "--oversample", "1"])  # the change it names is enough
     assert args.rollout_generator == generator and args.oversample == 1
+
+
+def test_every_setting_with_choices_refuses_another_value_by_name(tmp_path):
+    """One check reads the choices each field declares (no hand-written list beside it to fall out of step)."""
+    from dataclasses import fields
+
+    from trainers import EagerGRPOConfig
+
+    with_choices = [f.name for f in fields(EagerGRPOConfig) if f.metadata.get("choices") and
+                    (f.name.startswith("eager_") or f.name in ("rollout_generator", "bad_rows", "loss_normalizer"))]
+    assert {"rollout_generator", "bad_rows", "loss_normalizer", "eager_baseline", "eager_fork_mode"} <= set(with_choices)
+    for name in with_choices:
+        with pytest.raises(ValueError, match=rf"^{name}='nonsense': choose one of"):
+            make_args(tmp_path, **{name: "nonsense"})

@@ -15,7 +15,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.generation import vllm_generation
 from trl.trainer import grpo_trainer
 
-from trainers.config import MASK_SAFE_LOSSES
+from trainers.step_settings import LOSS_NORMALISERS
 
 
 def source(obj) -> str:
@@ -111,11 +111,11 @@ def test_colocated_engine_surface():
 
 
 def test_every_loss_type_is_classified():
-    """A new TRL loss must be classified as mask-safe or not in trainers/config.py."""
+    """A new TRL loss must say what it divides by in trainers/step_settings.py (LOSS_NORMALISERS)."""
     losses = set(re.findall(r'"(\w+)"', " ".join(re.findall(r"self\.loss_type (?:==|in) ([^:]+):",
                                                             source(GRPOTrainer._compute_loss)))))
-    row_mean = {"grpo", "sapo", "luspo"}
-    assert losses == set(MASK_SAFE_LOSSES) | row_mean, losses
+    assert losses == set(LOSS_NORMALISERS), losses
+    assert {loss for loss, by in LOSS_NORMALISERS.items() if by == "rows"} == {"grpo", "sapo", "luspo"}
     body = source(GRPOTrainer._compute_loss)
     assert re.search(r'if self\.loss_type in \["grpo", "sapo"\]:\s+loss = \(\(per_token_loss \* mask\)\.sum\(-1\) / '
                      r"mask\.sum\(-1\)\.clamp\(min=1\.0\)\)\.mean\(\)", body)
