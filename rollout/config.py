@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, get_type_hints
 
@@ -335,3 +336,36 @@ def non_default(config: EagerConfig, skip: tuple[str, ...] = (), defaults: dict[
     base = {f.name: getattr(EagerConfig(), f.name) for f in fields(config)} | (defaults or {})
     return {f.name: getattr(config, f.name) for f in fields(config)
             if f.name not in skip and getattr(config, f.name) != base[f.name]}
+
+
+# Where each setting that does not always act does: `inert_settings` reads these, so a setting that does
+# nothing under the chosen method and allocation is named with the reason instead of silently ignored.
+BRANCHING = ("entropy_threshold", "fork_mode", "p99_floor", "branch_patience")
+PASSES = {"extra_cap": ("eager",), "adapt_extra_cap": ("eager_adapt",), "max_retries": ("eager", "eager_adapt"),
+          "pass_start_limit": ("eager", "eager_adapt"), "pass_roots": ("eager", "eager_adapt"),
+          "solved_min_correct": ("eager",), "solved_min_incorrect": ("eager",), "stop_rule": ("eager",),
+          "signal_easy_k": ("eager",), "on_solved": ("eager",)}
+SCREEN = ("fill_start_limit", "screen_roots", "screen_forks", "fill_size", "probe_roots", "fill_with", "probe_with")
+
+
+def inert_settings(c: EagerConfig, names: Iterable[str]) -> dict[str, str]:
+    """Of the settings `names` (those a user set), the ones that do nothing under `c`'s method and allocation,
+    each with the reason."""
+    screen = c.method == "eager" and c.allocation == "screen"
+    why: dict[str, str] = {}
+    for name in names:
+        if name in BRANCHING and c.method == "parallel":
+            why[name] = "parallel never forks"
+        elif name in BRANCHING and screen and c.screen_forks == 0:
+            why[name] = "the screen allocation forks at high entropy only with screen_forks > 0"
+        elif name in PASSES and (c.method not in PASSES[name] or screen):
+            why[name] = f"it acts in the passes allocation of {' and '.join(PASSES[name])} only"
+        elif name == "pass_start_limit" and not c.online:
+            why[name] = "it acts in online runs only"
+        elif name in (*SCREEN, "refill_at") and not screen:
+            why[name] = "it acts in the screen allocation (label-aware eager, allocation=screen) only"
+        elif name == "refill_at" and "forks" not in (c.fill_with, c.probe_with):
+            why[name] = "it places refill forks, which run only with fill_with or probe_with = forks"
+        elif name == "allocation" and c.method != "eager":
+            why[name] = "only label-aware eager chooses an allocation"
+    return why

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 
 from trl import GRPOConfig
 
-from rollout.config import METHODS, TRAINING_DEFAULTS, EagerConfig, SettingError, non_default, surface_fields
+from rollout.config import (METHODS, TRAINING_DEFAULTS, EagerConfig, SettingError, inert_settings, non_default,
+                            surface_fields)
 from trainers.dataset_check import BAD_ROWS
 from trainers.step_settings import MASK_SAFE_LOSSES, RENAMED, StepFields
 from trainers.weight_sync import cpu_build
@@ -144,14 +145,33 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
                 "weights left the next generate hanging. Set vllm_enable_sleep_mode=False."
             )
         self._check_step_rows()
+        if not self.is_eager:
+            self._warn_inert(None)
         if self.is_eager:
             self._check_engine()
             self._check_sampling()
             self._check_batch()
             self._check_eager_fields()
-            self.rollout_settings()  # rollout's own checks, with the trainer's field names
+            self._warn_inert(self.rollout_settings())  # rollout's own checks, with the trainer's field names
             if self.eval_strategy != "no":  # what evaluation steps will run, checked now, not mid-training
                 self.step_settings(self.num_generations_eval or self.num_generations, training=False)
+
+    def _warn_inert(self, rollout: EagerConfig | None) -> None:
+        """Warn, once per setting and reason, about an eager_ setting the user changed that does nothing under the
+        chosen generator and allocation (`rollout.config.inert_settings`); every one under parallel."""
+        changed = [f.name for f in fields(self) if f.name.startswith(PREFIX) and f.name not in RENAMED
+                   and getattr(self, f.name) != _default(f)]
+        changed = [name for name in changed if name != "eager_gold_column"]  # the accuracy rewards read it too
+        if rollout is None:
+            why = {name: "rollout_generator=parallel is TRL's own sampling" for name in changed}
+        else:
+            why = {PREFIX + k: v for k, v in inert_settings(rollout, [n[len(PREFIX):] for n in changed]).items()}
+            if "eager_answer_kind" in changed and self.rollout_generator != "eager":
+                why["eager_answer_kind"] = "it grades sequences for label-aware eager only"
+        for name, reason in why.items():
+            if (name, reason) not in _WARNED:
+                _WARNED.add((name, reason))
+                logger.warning("%s=%r does nothing here: %s.", name, getattr(self, name), reason)
 
     def _check_choices(self) -> None:
         """Every setting of this package that lists its choices (metadata "choices") holds one of them."""
@@ -301,6 +321,13 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
 STEP_TAGGED = tuple(f.name for f in fields(StepFields) if f.name != "rows_per_step" and f.name not in RENAMED)
 TRAINER_TAGGED = tuple(f.name for f in fields(EagerGRPOConfig) if f.name.startswith(PREFIX) and f.name not in
                        {*ROLLOUT_FIELDS, *RENAMED, "eager_max_sequences", "eager_gold_column"})
+
+
+_WARNED: set[tuple[str, str]] = set()  # (setting, reason) already warned about in this process
+
+
+def _default(f) -> object:
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 def _short(value: object) -> str:

@@ -357,3 +357,22 @@ def test_every_setting_with_choices_refuses_another_value_by_name(tmp_path):
     for name in with_choices:
         with pytest.raises(ValueError, match=rf"^{name}='nonsense': choose one of"):
             make_args(tmp_path, **{name: "nonsense"})
+
+
+def test_a_setting_that_does_nothing_here_is_named_once_with_the_reason(tmp_path, caplog):
+    import logging
+
+    from trainers import config as trainer_config
+
+    trainer_config._WARNED.clear()
+    with caplog.at_level(logging.WARNING, logger="trainers.config"):
+        make_args(tmp_path, rollout_generator="eager", eager_allocation="passes", eager_fill_size=3,
+                  eager_max_retries=3)
+        make_args(tmp_path, rollout_generator="eager", eager_allocation="passes", eager_fill_size=3)  # once only
+        make_args(tmp_path, rollout_generator="parallel", eager_entropy_threshold=1.0, eager_gold_column="label")
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        "eager_fill_size=3 does nothing here: it acts in the screen allocation (label-aware eager, allocation=screen) "
+        "only.",
+        "eager_entropy_threshold=1.0 does nothing here: rollout_generator=parallel is TRL's own sampling.",
+    ]  # max_retries acts under passes; the gold column names the accuracy rewards' answers under any generator
