@@ -254,7 +254,8 @@ class EagerGRPOTrainer(GRPOTrainer):
         counts = torch.tensor([float(sum(stay)), float(forks), float(moved), float(used)], device=self.accelerator.device)
         trained, forks, moved, used = self.accelerator.gather(counts).view(-1, 4).sum(dim=0).tolist()
         return {"eager/rows_trained": trained, "eager/fork_rows_frac": forks / trained if trained else 0.0,
-                "eager/moved_rows_frac": moved / used if used else 0.0}
+                "eager/moved_rows_frac": moved / used if used else 0.0,
+                "eager/rows_without_loss": float(step.rows_without_loss)}
 
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                                            logits_to_keep: int, *args: Any, **kwargs: Any) -> tuple:
@@ -305,9 +306,12 @@ class EagerGRPOTrainer(GRPOTrainer):
                 output["num_items_in_batch"])
         if self.args.loss_normalizer == "budget":
             output["num_items_in_batch"] = self._budget_normalizer(n)
+        processes = self.accelerator.num_processes
         if not self.args.drops_unused_rows or not set(output) <= {*ROW_KEYS, *BATCH_KEYS}:
+            self.eager_step.rows_without_loss = n * processes - int(stay.sum())
             return output
         most = rows_each_process_keeps(stay.view(-1, n).sum(dim=1).tolist(), self.args.steps_per_generation, n)
+        self.eager_step.rows_without_loss = most * processes - int(stay.sum())  # padding: equal, whole slices
         return keep_rows(output, rows_to_keep(self._local(stay, n), most))
 
     def _score_rows(self, inputs: list[dict], prompts: list, completions: list,

@@ -56,8 +56,11 @@ def test_rows_per_step_constant(run):
         kept = int(carrying(inputs, output, args).sum()) if drops else rows
         kept = -(-max(kept, 1) // args.steps_per_generation) * args.steps_per_generation if drops else kept
         assert loss_batch["completion_ids"].shape[0] == loss_batch["advantages"].shape[0] == kept
-    for log in run.logs:
+    for log, (inputs, output, loss_batch) in zip(run.logs, run.outputs, strict=True):
         assert 0 < log["eager/rows_used_frac"] <= 1
+        # what the step pays for without a loss: padding, or every masked row when rows are not dropped
+        held = loss_batch["completion_ids"].shape[0]
+        assert log["eager/rows_without_loss"] == held - int(carrying(inputs, output, args).sum())
 
 
 def test_dropped_rows_leave_the_loss_unchanged(run):
@@ -125,7 +128,7 @@ def test_eager_metrics_every_step(run):
     keys = ["rollout_tokens", "rollout_tokens_cumulative", "rows_used_frac", "sequences_per_prompt_mean",
             "sequences_per_prompt_min", "sequences_per_prompt_max", "branches_per_prompt", "frac_solved",
             "frac_with_signal", "rows_reallocated", "engine_steps", "rows_trained", "fork_rows_frac",
-            "moved_rows_frac"]
+            "moved_rows_frac", "rows_without_loss"]
     assert len(run.logs) == 2
     for log in run.logs:
         assert all(f"eager/{key}" in log for key in keys), sorted(log)
