@@ -29,7 +29,7 @@ from rollout.engine import Engine, Request, TokenOutput
 from rollout.entropy import topk_entropy
 from rollout.policy import PromptBranching, decisive_position, fork_tokens, refill_parent
 from rollout.recursion import Recursion
-from rollout.schedule import Schedule
+from rollout.schedule import Next, Schedule, StepCounts
 from rollout.types import BranchEvent, PromptTree, Sequence
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class Driver:
             engine.enable_recursion()
             self.recursion = Recursion(config.recursion_span, config.recursion_k_max, tol=config.recursion_tol)
         self.live: dict[str, _Live] = {}
+        self.counts = StepCounts(len(trees))  # per prompt: running and awaiting a verdict (the schedule reads them)
         self.attempts: dict[tuple[int, int], int] = defaultdict(int)
         # Verdicts in submission order, each applied VERDICT_LAG engine steps after its sequence ended
         # (waiting if it is late): verification overlaps generation, and the trees stay a function of
@@ -181,7 +182,7 @@ class Driver:
             return forked
         if out.finished:
             del self.live[out.request_id]
-            self.schedule.ended(i)
+            self.counts.live[i] -= 1
             self._finish(i, s, out.finish_reason or "stop")
         return forked
 
@@ -214,7 +215,7 @@ class Driver:
             if not out.finished:
                 self.engine.abort([out.request_id])
             del self.live[out.request_id]
-            self.schedule.ended(i)
+            self.counts.live[i] -= 1
             self._continue(i, s)
             restarted = True
         self._continue(i, new.index, skip_decision_at=pos if child is None else None)
@@ -252,7 +253,7 @@ class Driver:
         seed = request_seed(self.cfg.seed, i, s, attempt + 31 * seq.retry)
         self.engine.add(Request(rid, tree.prompt_ids.tolist() + seq.tokens, room, seed))
         self.live[rid] = _Live(i, s, skip_decision_at)
-        self.schedule.started(i)
+        self.counts.live[i] += 1
 
     # --- finishing and verdicts ----------------------------------------------------------------
     def _finish(self, i: int, s: int, reason: str) -> None:
@@ -261,10 +262,10 @@ class Driver:
         seq.seal(self.trees[i].arena)
         if self._pool is None:
             self.schedule.sequence_finished(i)
-        elif not self.schedule.is_stopped(i):
+        elif not self.trees[i].stopped:  # a decided prompt needs no more verdicts (TRL's rewards score every row)
             fut = self._pool.submit(self.verifier, i, seq.tokens)
             self.pending.append((fut, i, s, self.steps))
-            self.schedule.awaiting_verdict(i)
+            self.counts.pending[i] += 1
 
     def _apply_verdicts(self, everything: bool) -> None:
         """Apply due verdicts in submission order: those VERDICT_LAG steps old, or all when the engine is idle."""
@@ -276,10 +277,12 @@ class Driver:
                 logger.warning("verifier failed on prompt %d sequence %d: %r", i, s, exc)
                 verdict = None
             self.trees[i].sequences[s].score = None if verdict is None else float(verdict)
-            if self.schedule.verdict(i, verdict):  # the prompt stopped: no more forks
+            self.counts.pending[i] -= 1
+            then = self.schedule.verdict(i, verdict)
+            if then is not Next.CONTINUE:  # the prompt stopped: no more forks
                 if i in self.states:
                     self.states[i].open = False
-                if self.cfg.on_solved == "abort":
+                if then is Next.ABORT:
                     self._abort_prompt(i)
 
     def _abort_prompt(self, i: int) -> None:
@@ -288,7 +291,7 @@ class Driver:
             self.engine.abort(ids)
         for rid in ids:
             lv = self.live.pop(rid)
-            self.schedule.ended(i)
+            self.counts.live[i] -= 1
             seq = self.trees[i].sequences[lv.seq]
             seq.finished, seq.finish_reason = True, "abort"
             seq.seal(self.trees[i].arena)

@@ -45,6 +45,7 @@ wrong. A verdict of None (the verifier could not decide) counts as wrong everywh
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Protocol
 
 from rollout.config import EagerConfig
@@ -52,30 +53,48 @@ from rollout.ledger import Ledger, split_saved_budget
 from rollout.types import PromptTree
 
 
+class Next(Enum):
+    """What a verdict tells the step loop to do with its prompt."""
+
+    CONTINUE = "continue"  # nothing changes
+    STOP = "stop"  # no more forks or roots; running sequences finish
+    ABORT = "abort"  # no more forks or roots, and running sequences are cut (on_solved=abort)
+
+
+class StepCounts:
+    """What the step loop counts per prompt and keeps up to date itself: sequences running in the engine (`live`)
+    and finished ones whose verdict is not yet applied (`pending`). Schedules read them (`Runner.counts`)."""
+
+    def __init__(self, n: int) -> None:
+        self.live = [0] * n
+        self.pending = [0] * n
+
+
 class Schedule(Protocol):
-    """What the step loop tells a schedule and asks of it (`PassSchedule`, `rollout.screening.ScreenSchedule`)."""
+    """When a prompt gets more budget and when it stops: what the step loop asks a schedule (`PassSchedule`,
+    `rollout.screening.ScreenSchedule`), and the two events it reports (verdicts, and finishes without one)."""
 
     capacity: int | None  # sequences the engine runs at once (None: unbounded)
 
-    def started(self, i: int) -> None: ...
-    def ended(self, i: int) -> None: ...
-    def awaiting_verdict(self, i: int) -> None: ...
-    def verdict(self, i: int, verdict: bool | float | None) -> bool:
-        """Apply a verdict; True when it stopped the prompt's branching."""
+    def begin(self, active: list[int], runner: Runner) -> None:
+        """Start each active prompt's first sequences."""
+    def tick(self, step: int, runner: Runner) -> bool:
+        """Start what is due, close what is done; True if a new root started."""
+    def verdict(self, i: int, verdict: bool | float | None) -> Next:
+        """Apply a verdict (the step loop has already counted it off `pending`)."""
     def sequence_finished(self, i: int) -> None:
         """A sequence ended and no verifier runs."""
     def may_fork(self, i: int) -> bool: ...
     def take_slot(self, i: int) -> None: ...
     def release_slot(self, i: int) -> None: ...
-    def known_verdicts(self, i: int) -> tuple[int, int]: ...
-    def is_stopped(self, i: int) -> bool: ...
-    def begin(self, active: list[int], runner: Runner) -> None: ...
-    def tick(self, step: int, runner: Runner) -> bool:
-        """Start what is due, close what is done; True if a new root started."""
+    def known_verdicts(self, i: int) -> tuple[int, int]:
+        """(right, wrong) so far: what decided that a sequence starting now runs."""
 
 
 class Runner(Protocol):
     """What the schedule asks of the step loop (`rollout.driver.Driver`)."""
+
+    counts: StepCounts  # kept by the step loop
 
     def start_root(self, prompt: int, retry: int) -> None:
         """Submit a new root sequence of `prompt`; its slot is already taken."""
@@ -151,27 +170,21 @@ def tree_stopped(tree: PromptTree, config: EagerConfig) -> bool:
 
 
 class PromptCounts:
-    """What every schedule counts per prompt, as the step loop reports it: sequences running in the engine
-    (`live`), finished ones whose verdict is not yet applied (`pending`), and prompts closed (`done`)."""
+    """What every schedule reads per prompt: the step loop's counts (`StepCounts`, from `begin`'s runner) and the
+    prompts it closed (`done`)."""
 
     def __init__(self, trees: list[PromptTree]) -> None:
         self.trees = trees
-        self.live = [0] * len(trees)
-        self.pending = [0] * len(trees)
+        self.counts = StepCounts(len(trees))  # replaced by the runner's own at `begin`
         self.done: set[int] = set()
 
-    def started(self, i: int) -> None:
-        self.live[i] += 1
-
-    def ended(self, i: int) -> None:
-        self.live[i] -= 1
-
-    def awaiting_verdict(self, i: int) -> None:
-        self.pending[i] += 1
+    def _use_counts(self, runner: Runner) -> None:
+        self.counts = runner.counts
 
     def _idle(self) -> list[int]:
         """Prompts not closed with nothing running and no verdict pending."""
-        return [i for i in range(len(self.trees)) if i not in self.done and self.live[i] == 0 and self.pending[i] == 0]
+        live, pending = self.counts.live, self.counts.pending
+        return [i for i in range(len(self.trees)) if i not in self.done and live[i] == 0 and pending[i] == 0]
 
 
 class PassSchedule(PromptCounts):
@@ -198,21 +211,20 @@ class PassSchedule(PromptCounts):
                     if seq.finished:
                         self.verdicts[t.prompt_index][0 if is_right(seq.score) else 1] += 1
 
-    # --- what the step loop tells the schedule (started, ended, awaiting_verdict: PromptCounts) ----------
-    def verdict(self, i: int, verdict: bool | float | None) -> bool:
-        """Apply a verdict. True when it stopped the prompt (the caller ends its branching)."""
-        self.pending[i] -= 1
+    # --- what the step loop tells the schedule ---------------------------------------------------------------
+    def verdict(self, i: int, verdict: bool | float | None) -> Next:
+        """Apply a verdict: STOP (or ABORT, with on_solved=abort) when the stop rule now holds."""
         counts = self.verdicts[i]
         counts[0 if is_right(verdict) else 1] += 1
         tree = self.trees[i]
         if tree.stopped:
-            return False
+            return Next.CONTINUE
         if not stopped(counts[0], counts[1], self.cfg):
             self._note_need(i)
-            return False
+            return Next.CONTINUE
         tree.stopped = True
         self.ledger.close(i)
-        return True
+        return Next.ABORT if self.cfg.on_solved == "abort" else Next.STOP
 
     def sequence_finished(self, i: int) -> None:
         """A sequence ended without a verifier. Label-free eager_adapt: a prompt that used its whole budget is
@@ -235,12 +247,10 @@ class PassSchedule(PromptCounts):
         right, wrong = self.verdicts[i]
         return right, wrong
 
-    def is_stopped(self, i: int) -> bool:
-        return self.trees[i].stopped
-
     # --- decisions -------------------------------------------------------------------------------------------
     def begin(self, active: list[int], runner: Runner) -> None:
         """Each active prompt's first pass (a tree that already had passes starts at its retry threshold)."""
+        self._use_counts(runner)
         self.done = {t.prompt_index for t in self.trees} - set(active)
         for i in active:
             tree = self.trees[i]
@@ -308,7 +318,7 @@ class PassSchedule(PromptCounts):
         for i in [k for k, n in enumerate(self.needs) if n > 0]:
             while self.needs[i] > 0 and self._may_retry(i):
                 new_root = self._may_start_root(step)
-                if not new_root and self.live[i] == 0:
+                if not new_root and self.counts.live[i] == 0:
                     break  # nothing to fork and too late for a root: keep the need, the prompt will close
                 self.needs[i] = self.needs[i] - 1 if new_root else 0  # forks only: one threshold step for all
                 self._retry(i, new_root, runner)
@@ -319,7 +329,7 @@ class PassSchedule(PromptCounts):
         """A new root may start: before the deadline, and without queueing behind a full engine."""
         if step > self.deadline:
             return False
-        return self.capacity is None or sum(self.live) < self.capacity
+        return self.capacity is None or sum(self.counts.live) < self.capacity
 
     def _may_retry(self, i: int) -> bool:
         tree = self.trees[i]

@@ -32,7 +32,7 @@ step's generation lasts at most 1 + fill_start_limit passes) and only with room 
 from __future__ import annotations
 
 from rollout.config import EagerConfig, pool_size
-from rollout.schedule import PromptCounts, Runner, is_right, pass_start_deadline
+from rollout.schedule import Next, PromptCounts, Runner, is_right, pass_start_deadline
 from rollout.types import PromptTree
 
 SCREENING, FILL, EASY, HARD = "screening", "fill", "easy", "hard"
@@ -56,19 +56,18 @@ class ScreenSchedule(PromptCounts):
         self.want = [0] * n  # sequences a prompt's state asks for, not yet started
         self.refill = {FILL: config.fill_with == "forks", HARD: config.probe_with == "forks"}  # fork or new root
 
-    # --- what the step loop tells the schedule (started, ended, awaiting_verdict: PromptCounts) ----------
-    def verdict(self, i: int, verdict: bool | float | None) -> bool:
-        """Apply a verdict. A right and a wrong answer make the prompt mixed at once; a screening that agrees is
-        decided when the prompt goes idle (`tick`: its forks may still be running). True when it stopped forking."""
-        self.pending[i] -= 1
+    # --- what the step loop tells the schedule ---------------------------------------------------------------
+    def verdict(self, i: int, verdict: bool | float | None) -> Next:
+        """Apply a verdict. A right and a wrong answer make the prompt mixed at once (STOP: no more forks; it is
+        filled); a screening that agrees is decided when the prompt goes idle (`tick`: its forks may still run)."""
         right, wrong = self.verdicts[i]
         right, wrong = (right + 1, wrong) if is_right(verdict) else (right, wrong + 1)
         self.verdicts[i] = [right, wrong]
         if self.state[i] in (SCREENING, HARD) and right and wrong:
             self.state[i], self.want[i] = FILL, max(0, self.fill_size - self.used[i])
             self.trees[i].stopped = True
-            return True
-        return False
+            return Next.STOP
+        return Next.CONTINUE
 
     def _decide_screening(self, i: int) -> None:
         """Every screening answer of an idle prompt agrees: all right is easy (it stops), all wrong is hard."""
@@ -97,12 +96,9 @@ class ScreenSchedule(PromptCounts):
         right, wrong = self.verdicts[i]
         return right, wrong
 
-    def is_stopped(self, i: int) -> bool:
-        """Decided prompts need no more verdicts to be decided (TRL's rewards still score every row)."""
-        return self.state[i] in (FILL, EASY)
-
     # --- decisions -------------------------------------------------------------------------------------------
     def begin(self, active: list[int], runner: Runner) -> None:
+        self._use_counts(runner)
         self.done = {t.prompt_index for t in self.trees} - set(active)
         for i in active:
             runner.set_threshold(i, self.trees[i].threshold)
@@ -142,7 +138,7 @@ class ScreenSchedule(PromptCounts):
         room. Returns the roots started."""
         n = 0
         while self.want[i] > 0 and n < free and self.used[i] < self.limits[i]:
-            if self.capacity is not None and sum(self.live) >= self.capacity:
+            if self.capacity is not None and sum(self.counts.live) >= self.capacity:
                 break
             self.want[i] -= 1
             self._start(i, runner, fork=self.refill[self.state[i]])
@@ -164,5 +160,6 @@ class ScreenSchedule(PromptCounts):
         """An idle prompt that still wants roots waits only while it could get them."""
         if step > self.deadline or self.used[i] >= self.limits[i]:
             return False
-        busy = any(j not in self.done and (self.live[j] or self.pending[j]) for j in range(len(self.trees)))
+        live, pending = self.counts.live, self.counts.pending
+        busy = any(j not in self.done and (live[j] or pending[j]) for j in range(len(self.trees)))
         return busy  # with nothing running anywhere, what the pool could not give now it never will

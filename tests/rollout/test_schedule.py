@@ -230,8 +230,11 @@ def test_a_none_verdict_counts_as_wrong_in_the_plan_and_in_the_pass_that_spends_
 class Recorder:
     """A `rollout.schedule.Runner` that records what the schedule asks for (no engine at all)."""
 
-    def __init__(self) -> None:
+    def __init__(self, n: int = 2) -> None:
+        from rollout.schedule import StepCounts
+
         self.log: list[tuple] = []
+        self.counts = StepCounts(n)  # what the step loop counts; the test moves them as the loop would
 
     def start_root(self, prompt, retry):
         self.log.append(("root", prompt, retry))
@@ -245,7 +248,7 @@ class Recorder:
 
 def test_the_schedule_alone_decides_roots_thresholds_and_closing():
     from rollout.ledger import call_ledger
-    from rollout.schedule import PassSchedule
+    from rollout.schedule import Next, PassSchedule
     from rollout.types import PromptTree
 
     c = cfg(max_sequences=2, entropy_threshold=1.0, max_new_tokens=40, pass_start_limit=0.5)  # deadline: step 20
@@ -254,24 +257,22 @@ def test_the_schedule_alone_decides_roots_thresholds_and_closing():
                              label_aware=True), Recorder()
     sched.begin([0, 1], runner)
     assert runner.log == [("threshold", 0, 1.0), ("root", 0, 0), ("threshold", 1, 1.0), ("root", 1, 0)]
+    live = runner.counts.live
     for i in (0, 1):
-        sched.started(i)
+        live[i] += 1
     # Prompt 0's root ends right at step 3; prompt 1's root keeps running.
-    sched.ended(0)
-    sched.awaiting_verdict(0)
-    assert sched.verdict(0, True) is True and trees[0].stopped  # stopped at the first right answer
+    live[0] -= 1
+    assert sched.verdict(0, True) is Next.STOP and trees[0].stopped  # stopped at the first right answer
     runner.log.clear()
     sched.tick(3, runner)
     assert runner.log == [("closed", 0)]  # its unused slot joins the pool
     # Prompt 1: a wrong verdict of a forked child before the deadline: a new root at the lowered threshold.
-    sched.awaiting_verdict(1)
-    assert sched.verdict(1, None) is False  # None counts as wrong: a need
+    assert sched.verdict(1, None) is Next.CONTINUE  # None counts as wrong: a need
     runner.log.clear()
     sched.tick(10, runner)
     assert runner.log == [("threshold", 1, 0.8), ("root", 1, 1)]
-    sched.started(1)
+    live[1] += 1
     # Another wrong verdict after the deadline: no root, the running sequences get the next threshold.
-    sched.awaiting_verdict(1)
     sched.verdict(1, False)
     runner.log.clear()
     sched.tick(21, runner)

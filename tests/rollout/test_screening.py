@@ -10,6 +10,7 @@ import pytest
 
 from rollout import EagerConfig, generate
 from rollout.config import pool_size
+from rollout.schedule import StepCounts
 from rollout.screening import ScreenSchedule
 from rollout.types import INHERITED, PromptTree
 from tests.rollout.scripted import EOS, ScriptedEngine
@@ -114,11 +115,18 @@ def test_groups_depend_on_the_verdicts_not_on_which_prompt_finished_first():
     assert sum(sizes) == 24 or len(filled) == len(mixed)
 
 
+def arrive(sched, runner, i, verdict):
+    """A verdict as the step loop applies it: counted off `pending`, then given to the schedule."""
+    runner.counts.pending[i] -= 1
+    return sched.verdict(i, verdict)
+
+
 class Recorder:
     """The step loop's side of the schedule, recording the roots it is asked to start."""
 
-    def __init__(self):
+    def __init__(self, n: int = 3):
         self.roots: list[int] = []
+        self.counts = StepCounts(n)  # what the step loop counts; the test moves them as the loop would
 
     def start_root(self, prompt, retry):
         self.roots.append(prompt)
@@ -140,20 +148,16 @@ def test_the_schedule_reserves_fills_for_earlier_prompts_still_screening():
     trees = [PromptTree(i, [1] * 3, 4, c.entropy_threshold) for i in range(3)]
     sched, runner = ScreenSchedule(trees, c), Recorder()
     sched.begin([0, 1, 2], runner)
-    for i in (0, 1, 2):
-        for _ in range(2):
-            sched.started(i)
-            sched.ended(i)
-            sched.awaiting_verdict(i)
-    sched.verdict(2, True), sched.verdict(2, False)  # prompt 2 is mixed first
+    runner.counts.pending[:] = [2, 2, 2]  # every screening root has finished; its verdict is awaited
+    arrive(sched, runner, 2, True), arrive(sched, runner, 2, False)  # prompt 2 is mixed first
     runner.roots.clear()
     sched.tick(5, runner)
     assert runner.roots == []  # prompts 0 and 1 still screening: their possible fills come first
     for verdict in (True, True):  # prompt 0: easy
-        sched.verdict(0, verdict)
+        arrive(sched, runner, 0, verdict)
     sched.tick(6, runner)
     assert runner.roots == []  # prompt 1 (before 2) may still need both free slots
-    sched.verdict(1, False), sched.verdict(1, False)  # prompt 1: hard (no probes)
+    arrive(sched, runner, 1, False), arrive(sched, runner, 1, False)  # prompt 1: hard (no probes)
     sched.tick(7, runner)
     assert runner.roots == [2, 2]  # now prompt 2 gets the two free slots
 
@@ -165,13 +169,9 @@ def test_fills_leave_room_for_the_forks_of_later_prompts_still_screening():
     trees = [PromptTree(i, [1] * 3, 8, c.entropy_threshold) for i in range(2)]
     sched, runner = ScreenSchedule(trees, c), Recorder()
     sched.begin([0, 1], runner)
-    for i in (0, 1):
-        for _ in range(2):
-            sched.started(i)
-    for _ in range(2):
-        sched.ended(0)
-        sched.awaiting_verdict(0)
-    sched.verdict(0, True), sched.verdict(0, False)
+    runner.counts.live[1] = 2  # prompt 1's roots still run; prompt 0's have finished, their verdicts awaited
+    runner.counts.pending[0] = 2
+    arrive(sched, runner, 0, True), arrive(sched, runner, 0, False)
     runner.roots.clear()
     sched.tick(5, runner)
     assert runner.roots == [0, 0]
