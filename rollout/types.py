@@ -68,6 +68,9 @@ class Sequence:
         self._forced = tuple(forced)
         pair = tuple(verdicts_at_start)
         self._verdicts = _PAIRS.setdefault(pair, pair)  # one object per distinct pair, not one per sequence
+        if shares is not None and (any(True for _ in tokens) or not 0 <= n_inherited <= shares.n_tokens):
+            raise ValueError(f"a fork shares its parent's first n_inherited={n_inherited} tokens (the parent holds "
+                             f"{shares.n_tokens}) and is given none of its own at creation")
         self._source = shares
         self._start = n_inherited if shares is not None else 0  # the first position stored here
         self._own: tuple[array, ...] | None = tuple(array(code, values) for code, values in
@@ -165,6 +168,8 @@ class Sequence:
         return len(self._own[kind]) if self._own is not None else self._n
 
     def _at(self, kind: int, pos: int) -> float:
+        if pos < 0:
+            raise IndexError(f"position {pos}: completion positions count from 0")
         if pos < self._start:
             return self._source._at(kind, pos)
         if self._own is not None:

@@ -36,7 +36,8 @@ def server_failure(exc: BaseException, url: str, step: int, output_dir: str) -> 
     """
     import requests
 
-    if not isinstance(exc, (ServerError, requests.exceptions.ConnectionError, ConnectionError)):
+    if not (isinstance(exc, ServerError) or (isinstance(exc, requests.exceptions.ConnectionError)
+                                             and _to_server(exc, url))):
         return None
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -47,6 +48,16 @@ def server_failure(exc: BaseException, url: str, step: int, output_dir: str) -> 
              "the run, and set save_strategy/save_steps to keep finished steps.")
     return ServerError(f"the vLLM server at {url} failed in training step {step}, which is not applied: {exc}. "
                        f"{saved} ({LAUNCH_HINT})")
+
+
+def _to_server(exc: Any, url: str) -> bool:
+    """Whether a `requests` connection error was a request to the server at `url` (TRL's client's), not one a
+    reward function made elsewhere: by the failed request's URL, or the host and port urllib3 names."""
+    request = getattr(exc, "request", None)
+    if request is not None and getattr(request, "url", None):
+        return request.url.startswith(url.rstrip("/"))
+    host, _, port = url.split("://")[-1].rstrip("/").partition(":")
+    return f"host='{host}', port={port or 80})" in str(exc) or url.rstrip("/") in str(exc)
 
 
 def wandb_defaults(args: Any) -> None:

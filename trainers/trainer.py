@@ -137,8 +137,9 @@ class EagerGRPOTrainer(GRPOTrainer):
         try:
             output = super()._generate_and_score_completions(inputs)
         except Exception as exc:
+            on_server = self.args.use_vllm and self.args.vllm_mode == "server" and self.model.training
             failed = server_failure(exc, self.args.vllm_server_url, self.state.global_step + 1, self.args.output_dir)
-            if self.args.vllm_mode != "server" or failed is None:
+            if not on_server or failed is None:
                 raise
             raise failed from exc
         finally:
