@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow  # engines, subprocesses or training: the full run
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS_PER_RANK, G = 2, 4
+DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")
 
 
 def launch(accelerate_config: str, tiny_model: Path, tmp_path: Path, env: dict | None = None,
@@ -54,7 +55,10 @@ def run_recipe(accelerate_config: str, tiny_model: Path, tmp_path: Path, env: di
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     records = tmp_path / "records"
     records.mkdir()
-    env = {**os.environ, "EAGER_TEST_RECORD_DIR": str(records), "WANDB_DIR": str(tmp_path),
+    # A launched run is a job of its own: not the rank, world or rendezvous port an in-process trainer of this
+    # test session left in os.environ (TRL's colocated engine sets them), whose port this process still holds.
+    inherited = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
+    env = {**inherited, "EAGER_TEST_RECORD_DIR": str(records), "WANDB_DIR": str(tmp_path),
            "TORCH_EXTENSIONS_DIR": str(REPO / ".cache" / "torch_extensions"),  # DeepSpeed's shm op, compiled once
            **(env or {})}
     accelerate = Path(sys.executable).parent / "accelerate"
