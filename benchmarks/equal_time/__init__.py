@@ -84,20 +84,14 @@ def train(task: Task, fields: dict, seed: int, out: Path, steps: int, marks: lis
 
 
 def run_task(task: Task, generators: dict[str, dict], seeds: list[int], steps: int, every: int,
-             out: Path, equal_seconds: bool = True) -> dict[str, list[dict]]:
-    """Per seed: the first generator (parallel) for `steps`, every other one for its training seconds, saving at
-    the seconds it saved (`equal_seconds=False`: every one for `steps`, saving every `every` steps). Returns per
-    generator the runs (seed, logs, saved, train_s)."""
+             out: Path) -> dict[str, list[dict]]:
+    """Per seed, every generator for `steps` steps, saving every `every` steps (the isolation runs; a race at equal
+    seconds is `race.race`). Returns per generator the runs (seed, logs, saved, train_s)."""
     runs: dict[str, list[dict]] = {g: [] for g in generators}
     for seed in seeds:
-        marks, seconds = None, None
-        for k, (name, fields) in enumerate(generators.items()):
-            logs, saved = train(task, fields, seed, out / task.name / f"{name}-{seed}",
-                                steps if k == 0 or not equal_seconds else steps * 6, marks, every, seconds)
+        for name, fields in generators.items():
+            logs, saved = train(task, fields, seed, out / task.name / f"{name}-{seed}", steps, None, every, None)
             run = dict(seed=seed, logs=logs, saved=saved, train_s=logs[-1]["eager/train_wall_s"])
             runs[name].append(run)
-            if k == 0 and equal_seconds:
-                by_step = {h["step"]: h["eager/train_wall_s"] for h in logs}
-                marks, seconds = [by_step[step] for step, _ in saved[:-1]], run["train_s"]
             print(f"[{task.name}] {name} seed={seed}: {len(logs)} steps, {run['train_s']:.1f} s", flush=True)
     return runs
