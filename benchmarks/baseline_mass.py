@@ -1,6 +1,6 @@
 """Where the verdict baseline puts a step's advantage: a replay of the real model's own samples, no training.
 
-The verdict baseline (`eager_baseline: verdicts`) took the fine-tuned SmolLM2 from 0.207 to 0.095 in 8 GRPO
+The verdict baseline (`eager_advanced: {baseline: verdicts}`) took the fine-tuned SmolLM2 from 0.207 to 0.095 in 8 GRPO
 steps where the group mean kept it level (docs/RESULTS.md, the real model). Both baselines are unbiased for
 fixed-size groups; they differ in what the rows of a group whose answers all agree carry. Under the group
 mean those rows have advantage 0. Under the verdict baseline every such row has one (all wrong: negative,

@@ -39,12 +39,13 @@ cpu_engine_env()
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu_default.yaml"
 NOT_TRAINING_ARGS = ("model_name_or_path", "dtype", "dataset_name", "reward_funcs")
 MIXES = {"default": (4, 5, 6), "mixed": (1, 2, 3, 4, 5, 6, 7, 8)}
-SCREEN = dict(rollout_generator="eager", eager_allocation="screen", dynamic_sampling=True)
+SCREEN = dict(rollout_generator="eager", dynamic_sampling=True)  # (the training allocation)
 PLAIN = dict(rollout_generator="parallel", dynamic_sampling=False, oversample=1.0)  # TRL's own sampling
+TREES = {"baseline": "verdicts", "credit": "segments"}  # segment credit for trees, with the baseline it needs
 GENERATORS = {  # name -> EagerGRPOConfig fields over the recipe's; every step trains on the recipe's rows (P x G)
     "parallel": PLAIN,
     "parallel_half": dict(PLAIN, num_generations=4),
-    "eager_passes": dict(rollout_generator="eager", eager_allocation="passes"),
+    "eager_passes": dict(rollout_generator="eager", eager_advanced={"allocation": "passes"}),
     "screen": dict(SCREEN, oversample=2.0),
     # Screen wide and keep what disagrees: no fills, one pass; flat groups leave the loss batch.
     "wide_r8": dict(SCREEN, oversample=1.0, eager_screen_roots=8),
@@ -53,15 +54,13 @@ GENERATORS = {  # name -> EagerGRPOConfig fields over the recipe's; every step t
     "screen_fill4": dict(SCREEN, oversample=2.0, eager_fill_size=4),
     "screen_f3": dict(SCREEN, oversample=3.0),
     "screen_r3": dict(SCREEN, oversample=2.0, eager_screen_roots=3),
-    "screen_probe": dict(SCREEN, oversample=2.0, eager_probe_roots=2),
-    "screen_f3_probe": dict(SCREEN, oversample=3.0, eager_probe_roots=2),
+    "screen_probe": dict(SCREEN, oversample=2.0, eager_advanced={"probe_roots": 2}),
+    "screen_f3_probe": dict(SCREEN, oversample=3.0, eager_advanced={"probe_roots": 2}),
     # Screening by entropy: one root, forks where it is uncertain; segment credit for the trees.
-    "screen_forks": dict(SCREEN, oversample=2.0, eager_screen_roots=1, eager_screen_forks=2,
-                         eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments",
-                         dynamic_sampling=False),
-    "screen_forks_f4": dict(SCREEN, oversample=4.0, eager_screen_roots=1, eager_screen_forks=1,
-                            eager_entropy_threshold=0.6, eager_baseline="verdicts", eager_credit="segments",
-                         dynamic_sampling=False),
+    "screen_forks": dict(SCREEN, oversample=2.0, eager_screen_roots=1, eager_entropy_threshold=0.6,
+                         eager_advanced={"screen_forks": 2, **TREES}, dynamic_sampling=False),
+    "screen_forks_f4": dict(SCREEN, oversample=4.0, eager_screen_roots=1, eager_entropy_threshold=0.6,
+                            eager_advanced={"screen_forks": 1, **TREES}, dynamic_sampling=False),
 }
 
 

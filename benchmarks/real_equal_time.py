@@ -49,8 +49,8 @@ RECIPE = Path(__file__).resolve().parent / "wordmath" / "grpo.yaml"
 GENERATORS = {
     "parallel": dict(rollout_generator="parallel", dynamic_sampling=False, oversample=1.0),  # TRL's own
     "eager": dict(rollout_generator="eager"),
-    "eager_passes": dict(rollout_generator="eager", eager_allocation="passes", oversample=1.0,
-                         eager_entropy_threshold=1.5),
+    "eager_passes": dict(rollout_generator="eager", oversample=1.0, eager_entropy_threshold=1.5,
+                         eager_advanced={"allocation": "passes"}),
     # The recipe's tricks that are not EAGer's: twice the prompts (eager screens 8 with 4 roots), flat groups dropped.
     "parallel_dynamic_8x4": dict(rollout_generator="parallel", num_generations=4, dynamic_sampling=True,
                                  oversample=1.0),
@@ -58,10 +58,11 @@ GENERATORS = {
                            dynamic_sampling=False, oversample=1.0),
 }
 # The verdict baseline gives a flat group non-zero advantages: no dynamic sampling with it.
-GENERATORS["eager_passes_segments"] = {**GENERATORS["eager_passes"], "eager_credit": "segments",
-                                       "eager_baseline": "verdicts", "dynamic_sampling": False}
+VERDICTS = {"allocation": "passes", "baseline": "verdicts"}
+GENERATORS["eager_passes_segments"] = {**GENERATORS["eager_passes"], "dynamic_sampling": False,
+                                       "eager_advanced": {**VERDICTS, "credit": "segments"}}
 GENERATORS["eager_passes_budget"] = {**GENERATORS["eager_passes"], "loss_normalizer": "budget"}
-GENERATORS["eager_passes_verdicts"] = {**GENERATORS["eager_passes"], "eager_baseline": "verdicts",
+GENERATORS["eager_passes_verdicts"] = {**GENERATORS["eager_passes"], "eager_advanced": VERDICTS,
                                        "dynamic_sampling": False}
 MODES = {"equal_seconds": ("parallel", "parallel_dynamic_8x4", "eager"), "isolate": ("parallel", "eager_passes", "parallel_small")}
 

@@ -119,7 +119,8 @@ def grpo(generator: str, model: Path, threshold: float, args, out: Path) -> dict
     recipe.update(output_dir=str(out), max_steps=args.grpo_steps, seed=args.seed, rollout_generator=generator,
                   eager_entropy_threshold=threshold)
     if generator == "eager":
-        recipe.update(eager_stop_rule=args.stop_rule, eager_baseline=args.baseline)
+        recipe.update(eager_advanced={**(recipe.get("eager_advanced") or {}), "stop_rule": args.stop_rule,
+                                      "baseline": args.baseline})
     trainer = EagerGRPOTrainer(model=str(model), reward_funcs=[boxed_accuracy], train_dataset=Dataset.from_list(rows),
                                args=EagerGRPOConfig(**recipe))
     run = summarise(train_and_log(trainer, save_to=out / "final"))
@@ -167,8 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threshold", type=float, default=None, help="skip the calibration and use this threshold")
     ap.add_argument("--grpo_steps", type=int, default=8, help="GRPO steps per generator (0: skip GRPO)")
     ap.add_argument("--grpo_generators", nargs="+", default=["parallel", "eager"], choices=["parallel", "eager"])
-    ap.add_argument("--stop_rule", default="solved", choices=["solved", "signal"], help="eager_stop_rule of eager")
-    ap.add_argument("--baseline", default="group", choices=["group", "verdicts"], help="eager_baseline of eager")
+    ap.add_argument("--stop_rule", default="solved", choices=["solved", "signal"], help="stop_rule of eager (eager_advanced)")
+    ap.add_argument("--baseline", default="group", choices=["group", "verdicts"], help="baseline of eager (eager_advanced)")
     ap.add_argument("--skip_tradeoff", action="store_true", help="GRPO only (no calibration: give --threshold)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="write real_model.json and real_model.png here")

@@ -6,7 +6,7 @@ model, then, per prompt, draws from them in random order (without replacement, e
 expectation over orders) until the rule stops:
   both      until the group holds a right and a wrong answer, or `cap` draws;
   both+easy the same, and also stop after `easy_k` right answers and no wrong one (the
-            `eager_stop_rule: signal` rule; caps above M need budget moved from other prompts).
+            `stop_rule: signal` rule; caps above M need budget moved from other prompts).
 Parallel is 8 draws, every prompt. Per rule: the share of prompts with a signal (against
 parallel's) and the expected tokens (against parallel's). It needs no trainer and no
 knowledge a rule could not have: it is a bound for this family of rules on this model's mix

@@ -45,6 +45,8 @@ EvalRolloutFields = make_dataclass(
     "EvalRolloutFields", surface_fields(skip=tuple(DERIVED), defaults=TEST_TIME_DEFAULTS))
 EvalRolloutFields.__module__ = __name__
 ROLLOUT_FLAGS = tuple(name for name, _, _ in surface_fields(skip=tuple(DERIVED)))
+# The rollout's experiment settings: listed in --help under their own heading, after what a user sets.
+ADVANCED_FLAGS = tuple(name for name, _, _ in surface_fields(skip=tuple(DERIVED), advanced=True))
 
 
 @dataclass
@@ -200,8 +202,10 @@ def _str2bool(text: str) -> bool:
 def build_parser(cls: type = EvalConfig, prog: str = "eager-eval") -> argparse.ArgumentParser:
     """An argparse parser with one `--field` per dataclass field (help text from its metadata)."""
     parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    advanced = parser.add_argument_group("advanced", "experiment settings of the rollout (rollout.EagerConfig)")
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        group = advanced if f.name in ADVANCED_FLAGS else parser
         tp = _flag_type(hints[f.name])
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else f.default
@@ -210,7 +214,7 @@ def build_parser(cls: type = EvalConfig, prog: str = "eager-eval") -> argparse.A
             kw.update(action="store_true")
         elif tp is bool:  # True or None by default: accept --x, --no_x and --x=false
             kw.update(type=_str2bool, nargs="?", const=True, default=default)
-            parser.add_argument(
+            group.add_argument(
                 f"--no_{f.name}", dest=f.name, action="store_false", default=default, help=f"Turn --{f.name} off."
             )
         else:
@@ -219,7 +223,7 @@ def build_parser(cls: type = EvalConfig, prog: str = "eager-eval") -> argparse.A
                 kw["choices"] = f.metadata["choices"]
             else:
                 kw["metavar"] = f.name.upper()
-        parser.add_argument(f"--{f.name}", **kw)
+        group.add_argument(f"--{f.name}", **kw)
     return parser
 
 

@@ -7,6 +7,8 @@ and oversample for its own generator (eager); each entry sets them for itself.
 
 from __future__ import annotations
 
+import json
+
 PLAIN = dict(rollout_generator="parallel", dynamic_sampling=False, oversample=1.0)  # TRL's own, nothing dropped
 GENERATORS: dict[str, dict] = {
     "parallel": PLAIN,  # 8 prompts x 8
@@ -18,16 +20,18 @@ GENERATORS: dict[str, dict] = {
 # rest of the step's 64 rows filling mixed prompts to 4 and probing all-wrong ones with 2 more; the same with
 # the fills and probes forked from finished samples at their most uncertain token, or at the token each drew
 # with the lowest probability.
-MOVED = dict(rollout_generator="eager", oversample=3.0, eager_screen_roots=2, eager_fill_size=4, eager_probe_roots=2)
+MOVED = dict(rollout_generator="eager", oversample=3.0, eager_screen_roots=2, eager_fill_size=4,
+             eager_advanced={"probe_roots": 2})
+FORKED = {"fill_with": "forks", "probe_with": "forks"}
 GENERATORS.update({
     "eager_refill_roots": MOVED,
-    "eager_refill_forks": dict(MOVED, eager_fill_with="forks", eager_probe_with="forks"),
-    "eager_refill_surprise": dict(MOVED, eager_fill_with="forks", eager_probe_with="forks", eager_refill_at="surprise"),
+    "eager_refill_forks": dict(MOVED, eager_advanced={"probe_roots": 2, **FORKED}),
+    "eager_refill_surprise": dict(MOVED, eager_advanced={"probe_roots": 2, **FORKED, "refill_at": "surprise"}),
 })
 # Screening with forks: 16 prompts handed (oversample 2), 2 roots each, and up to 2 forks where the entropy is
 # above the threshold, so an uncertain prompt is screened wider than a confident one; mixed prompts filled to 4.
-GENERATORS["eager_screen_forks"] = dict(rollout_generator="eager", eager_screen_roots=2, eager_screen_forks=2,
-                                        eager_fill_size=4)
+GENERATORS["eager_screen_forks"] = dict(rollout_generator="eager", eager_screen_roots=2, eager_fill_size=4,
+                                        eager_advanced={"screen_forks": 2})
 # Each fork variant's control: the same allocation with new roots instead of forks (the race pairs them by seed).
 CONTROLS = {"eager_refill_forks": "eager_refill_roots", "eager_refill_surprise": "eager_refill_roots",
             "eager_screen_forks": "eager"}  # (the default screens every prompt with 4 roots)
@@ -35,5 +39,10 @@ CONTROLS = {"eager_refill_forks": "eager_refill_roots", "eager_refill_surprise":
 
 def cli_flags(fields: dict) -> list[str]:
     """The fields as `recipes.grpo` command-line flags."""
-    return [arg for name, value in fields.items() for arg in (f"--{name}", str(value).lower()
-                                                              if isinstance(value, bool) else str(value))]
+    return [arg for name, value in fields.items() for arg in (f"--{name}", _flag_value(value))]
+
+
+def _flag_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value) if isinstance(value, dict) else str(value)

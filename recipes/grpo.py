@@ -15,12 +15,16 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
 from trl import ModelConfig, ScriptArguments, TrlParser
 
 from trainers import EagerGRPOConfig, EagerGRPOTrainer
+from trainers.advanced import OLD_KEYS, parse, upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +93,53 @@ def _prompt(row: dict, script_args: GRPOScriptArguments) -> Any:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[GRPOScriptArguments, EagerGRPOConfig, ModelConfig]:
-    """The command line (and its `--config` YAML), every setting checked."""
-    return TrlParser((GRPOScriptArguments, EagerGRPOConfig, ModelConfig)).parse_args_and_config(args=argv)
+    """The command line (and its `--config` YAML), every setting checked. Keys from before `eager_advanced`, in the
+    YAML or as flags, load with a message that says where each went (`trainers.advanced.upgrade`), and a
+    command line's `--eager_advanced` updates the recipe's mapping key by key."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    config: dict[str, Any] = {}
+    if "--config" in args:
+        at = args.index("--config")
+        path = args[at + 1]
+        del args[at:at + 2]
+        with open(path) as f:
+            config = yaml.safe_load(f)
+        if not isinstance(config, dict):
+            raise ValueError(f"Config file {path} must contain a YAML mapping.")
+    flags, args = _moved_flags(args)
+    if not config and not flags:
+        return TrlParser((GRPOScriptArguments, EagerGRPOConfig, ModelConfig)).parse_args_and_config(args=args)
+    config, flags = upgrade(config), upgrade(flags)
+    advanced = {**parse(config.get("eager_advanced")), **parse(flags.pop("eager_advanced", None))}
+    config = {**config, **flags} | ({"eager_advanced": advanced} if advanced else {})
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:  # TRL's parser reads the upgraded recipe
+        yaml.safe_dump(config, f)
+        f.flush()
+        return TrlParser((GRPOScriptArguments, EagerGRPOConfig, ModelConfig)).parse_args_and_config(
+            args=["--config", f.name, *args])
+
+
+def _moved_flags(args: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The flags of `args` that name an old key (`OLD_KEYS`, `--no_<key>` too) or `--eager_advanced`, as a mapping of
+    typed values (YAML's reading of each value; a flag without one is true), and the other arguments."""
+    taken: dict[str, Any] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].removeprefix("--").partition("=")
+        negated = name.startswith("no_") and name[3:] in OLD_KEYS
+        key = name[3:] if negated else name
+        if not args[i].startswith("--") or (key not in OLD_KEYS and key != "eager_advanced"):
+            rest.append(args[i])
+            i += 1
+            continue
+        if not eq and not negated and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value, eq = args[i + 1], "="
+            i += 1
+        text_value = key == "eager_advanced"  # parsed as a mapping later
+        taken[key] = False if negated else (value if text_value else yaml.safe_load(value)) if eq else True
+        i += 1
+    return taken, rest
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,6 +34,12 @@ TEST_TIME_DEFAULTS: dict[str, Any] = {"max_sequences": 32, "entropy_threshold": 
 TRAINING_DEFAULTS: dict[str, Any] = {"allocation": "screen", "screen_roots": 4}
 
 
+# The settings a user sets (the trainer's fields, eager-eval's main flags); every other is an experiment setting,
+# kept in a surface's advanced group (the trainer's `eager_advanced` mapping, eager-eval's advanced flags).
+USER_SETTINGS = ("method", "max_sequences", "entropy_threshold", "temperature", "max_new_tokens", "think_end_token_id",
+                 "stop_token_ids", "seed", "screen_roots", "fill_size", "oversample")
+
+
 class SettingError(ValueError):
     """A setting's value cannot work; `name` is the EagerConfig field, `why` says what to change."""
 
@@ -188,7 +194,7 @@ class EagerConfig:
         default=0,
         metadata={"help": "allocation=screen: forks a prompt's screening may add where the entropy is high (above "
                   "entropy_threshold), so uncertain prompts are screened wider; the group is then a tree (use the "
-                  "trainer's eager_credit=segments)."},
+                  "trainer's eager_advanced credit: segments)."},
     )
     fill_size: int = field(
         default=0, metadata={"help": "allocation=screen: sequences a mixed prompt is filled to (0: max_sequences)."}
@@ -311,15 +317,16 @@ def _problems(c: EagerConfig) -> list[tuple[str, str]]:
 
 
 def surface_fields(
-    prefix: str = "", skip: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
+    prefix: str = "", skip: tuple[str, ...] = (), defaults: dict[str, Any] | None = None, advanced: bool | None = None
 ) -> list[tuple[str, Any, dataclasses.Field]]:
     """`EagerConfig`'s fields for another dataclass (`dataclasses.make_dataclass`): `prefix + name`, the same
     type, help and choices, and the same default unless `defaults` names another. Fields in `skip` are left out
-    (the surface derives them from settings of its own)."""
+    (the surface derives them from settings of its own); `advanced` True or False keeps only the experiment
+    settings or only the user's (`USER_SETTINGS`)."""
     hints = get_type_hints(EagerConfig)
     out = []
     for f in fields(EagerConfig):
-        if f.name in skip:
+        if f.name in skip or (advanced is not None and advanced == (f.name in USER_SETTINGS)):
             continue
         if defaults and f.name in defaults:
             new = field(default=defaults[f.name], metadata=dict(f.metadata))
@@ -331,9 +338,14 @@ def surface_fields(
     return out
 
 
+def field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (its factory's product for a mutable one)."""
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
 def non_default(config: EagerConfig, skip: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> dict:
     """The settings of `config` that differ from their defaults (EagerConfig's, or a surface's), in field order."""
-    base = {f.name: getattr(EagerConfig(), f.name) for f in fields(config)} | (defaults or {})
+    base = {f.name: field_default(f) for f in fields(config)} | (defaults or {})
     return {f.name: getattr(config, f.name) for f in fields(config)
             if f.name not in skip and getattr(config, f.name) != base[f.name]}
 

@@ -82,7 +82,7 @@ class Sequence:
     @property
     def verdicts_at_start(self) -> tuple[int, int]:
         """(right, wrong) verdicts of its prompt known when this sequence started: what decided that it runs,
-        and so all a baseline may use without biasing its own advantage (trainers' eager_baseline)."""
+        and so all a baseline may use without biasing its own advantage (the trainer's verdict baseline)."""
         return self._verdicts
 
     @property

@@ -92,7 +92,7 @@ def group_advantages(
         if scale_rewards != "none":
             advantages = advantages / (std + EPS)
     elif aggregation == "normalize_then_sum" and baselines is not None:
-        raise ValueError("eager_baseline='verdicts' needs multi_objective_aggregation='sum_then_normalize'.")
+        raise ValueError("eager_advanced.baseline='verdicts' needs multi_objective_aggregation='sum_then_normalize'.")
     elif aggregation == "normalize_then_sum":
         grouped, index = group_matrix(rewards_per_func, groups)  # (n_groups, max_size, F)
         mean_k = torch.nanmean(grouped, dim=1)[index]

@@ -4,61 +4,47 @@
 is a drop-in for `GRPOConfig`. The EAGer generators run through TRL's rollout hook, on the
 trainer's colocated vLLM engine or, with `vllm_mode: server`, on TRL's vLLM server.
 
-The rollout's settings are not declared here: every `rollout.EagerConfig` field becomes an
-`eager_<name>` field (same type, default and help), except those the trainer sets from its own
-settings (`DERIVED`). `__post_init__` checks them with `rollout`'s own validation and refuses
-what TRL's side cannot honour, each error naming the field as the user typed it.
+The rollout's settings are not declared here: each `rollout.EagerConfig` field a user sets
+(`rollout.config.USER_SETTINGS`) becomes an `eager_<name>` field (same type, default and help),
+every experiment setting a key of `eager_advanced` (trainers/advanced.py), except those the
+trainer sets from its own settings (`DERIVED`). `__post_init__` checks them with `rollout`'s own
+validation and refuses what TRL's side cannot honour, each error naming the field as the user
+typed it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import MISSING, dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any
 
 from trl import GRPOConfig
 
-from rollout.config import (METHODS, TRAINING_DEFAULTS, EagerConfig, SettingError, inert_settings, non_default,
-                            surface_fields)
+from rollout.config import (METHODS, TRAINING_DEFAULTS, EagerConfig, SettingError, field_default, inert_settings,
+                            non_default, surface_fields)
+from trainers.advanced import (DERIVED, DERIVED_LABELS, PREFIX, ROLLOUT_KEYS, TRAINER_KEYS, Advanced, parse, resolve,
+                               upgrade)
 from trainers.dataset_check import BAD_ROWS
-from trainers.step_settings import MASK_SAFE_LOSSES, RENAMED, StepFields
+from trainers.step_settings import MASK_SAFE_LOSSES, StepFields
 from trainers.weight_sync import cpu_build
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "eager_"
 GENERATORS = METHODS  # rollout.config's methods: parallel is TRL's own sampling here
-BASELINES = ("group", "verdicts")
-CREDITS = ("rows", "segments")
 ANSWER_KINDS = ("math", "choice")
-# The rollout settings the trainer does not take as `eager_<name>`: the trainer field each comes from (named
-# in errors about it), and how.
-DERIVED = {
-    "method": ("rollout_generator", ""),
-    "max_sequences": ("eager_max_sequences", "None: num_generations"),
-    "temperature": ("temperature", "TRL's"),
-    "max_new_tokens": ("max_completion_length", "TRL's"),
-    "seed": ("seed", "TRL's, drawn afresh for every step and process"),
-    "stop_token_ids": ("", "the tokenizer's EOS ids"),
-    "think_end_token_id": ("eager_think_end_token", "text: one token of the tokenizer"),
-    "online": ("rollout_generator", "on for eager and eager_adapt: one rollout call per step"),
-    "oversample": ("oversample", "a setting of the step, for every generator"),
-    "recursion_span": ("", "none: EGLR forks need the transformers engine, and TRL generates with vLLM"),
-    "recursion_k_max": ("", "none: see recursion_span"),
-    "recursion_tol": ("", "none: see recursion_span"),
-}
-DERIVED_LABELS = {name: label for name, (label, _) in DERIVED.items() if label}
 
-
-EagerRolloutFields = make_dataclass("EagerRolloutFields",
-                                    surface_fields(PREFIX, skip=tuple(DERIVED), defaults=TRAINING_DEFAULTS))
+# The rollout's user settings as eager_<name> fields; its experiment settings are keys of eager_advanced.
+EagerRolloutFields = make_dataclass("EagerRolloutFields", surface_fields(PREFIX, skip=tuple(DERIVED),
+                                                                         defaults=TRAINING_DEFAULTS, advanced=False))
 EagerRolloutFields.__module__ = __name__
-ROLLOUT_FIELDS = tuple(name for name, _, _ in surface_fields(PREFIX, skip=tuple(DERIVED)))
+ROLLOUT_FIELDS = tuple(name for name, _, _ in surface_fields(PREFIX, skip=tuple(DERIVED), advanced=False))
 
 
 @dataclass
-class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
-    """GRPOConfig with `rollout_generator` and the EAGer settings (fields prefixed `eager_`)."""
+class EagerGRPOFields(EagerRolloutFields, StepFields, GRPOConfig):
+    """GRPOConfig with `rollout_generator`, the step's settings and EAGer's (fields prefixed `eager_`); what
+    `EagerGRPOConfig` declares and checks."""
 
     rollout_generator: str = field(
         default="parallel",
@@ -86,27 +72,6 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
             "token of the tokenizer. None for models that do not think."
         },
     )
-    eager_baseline: str = field(
-        default="group",
-        metadata={
-            "help": "eager: the advantage baseline. group: the group's mean reward (GRPO; biased when a stop rule "
-            "shapes the group). verdicts: each row's pass rate estimated from the verdicts known when it started "
-            "(unbiased under any stop rule; assumes a 0/1 accuracy reward).",
-            "choices": BASELINES,
-        },
-    )
-    eager_credit: str = field(
-        default="rows",
-        metadata={
-            "help": "How a tree-shaped group's tokens are credited (trainers/tree_credit.py). rows: GRPO's layout, "
-            "each row its own advantage over all its tokens; a forked child repeats its parent's prefix, so a "
-            "prefix shared by d leaves counts d times (biased toward prefixes that fork). segments: every token "
-            "once, with advantage w_t (Q_t - b): Q_t the branch-averaged outcome of the leaves below it, w_t 1/2 per "
-            "fork above it, b the row's verdict baseline (needs eager_baseline=verdicts); unbiased with resample "
-            "forks. Without forks (allocation=screen) both are the same.",
-            "choices": CREDITS,
-        },
-    )
     max_train_seconds: float | None = field(
         default=None,
         metadata={"help": "Stop once this many training seconds have passed (generation, scoring and optimisation "
@@ -123,6 +88,13 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
                   "choices": ANSWER_KINDS},
     )
 
+    eager_advanced: dict | str | None = field(
+        default=None,
+        metadata={"help": "Experiment settings, as one mapping (trainers/advanced.py): the rollout's (allocation, "
+                  "fork_mode, fill_with, probe_roots, stop_rule, ...), the baseline and credit of trees, and "
+                  "drop_unused_rows. E.g. {allocation: passes, baseline: verdicts}; on a command line its YAML or JSON "
+                  "text, merged key by key over the recipe's. python -m trainers.advanced lists every key."},
+    )
     bad_rows: str = field(
         default="stop",
         metadata={"help": "What a training row no step can train on does (an empty prompt, a prompt that fills "
@@ -132,7 +104,8 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
     )
 
     def __post_init__(self) -> None:
-        self._take_old_spellings()
+        self.eager_advanced = parse(self.eager_advanced) or None  # a command line gives it as text
+        self.advanced = resolve(self.eager_advanced)  # typed; the field keeps what the user wrote
         self._hand_more_prompts()
         super().__post_init__()
         self._check_choices()
@@ -157,26 +130,35 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
                 self.step_settings(self.num_generations_eval or self.num_generations, training=False)
 
     def _warn_inert(self, rollout: EagerConfig | None) -> None:
-        """Warn, once per setting and reason, about an eager_ setting the user changed that does nothing under the
+        """Warn, once per setting and reason, about an EAGer setting the user changed that does nothing under the
         chosen generator and allocation (`rollout.config.inert_settings`); every one under parallel."""
-        changed = [f.name for f in fields(self) if f.name.startswith(PREFIX) and f.name not in RENAMED
-                   and getattr(self, f.name) != _default(f)]
-        changed = [name for name in changed if name != "eager_gold_column"]  # the accuracy rewards read it too
+        labels = {f.name: f.name[len(PREFIX):] for f in fields(self) if f.name.startswith(PREFIX)
+                  and f.name not in ("eager_advanced", "eager_gold_column")  # (the accuracy rewards read the gold too)
+                  and getattr(self, f.name) != field_default(f)}
+        labels.update({f"eager_advanced.{key}": key for key in self.advanced.rollout})
         if rollout is None:
-            why = {name: "rollout_generator=parallel is TRL's own sampling" for name in changed}
+            labels.update({f"eager_advanced.{key}": key for key in ("baseline", "credit") if key in self.advanced_set})
+            why = {label: "rollout_generator=parallel is TRL's own sampling" for label in labels}
         else:
-            why = {PREFIX + k: v for k, v in inert_settings(rollout, [n[len(PREFIX):] for n in changed]).items()}
-            if "eager_answer_kind" in changed and self.rollout_generator != "eager":
+            inert = inert_settings(rollout, labels.values())
+            why = {label: inert[name] for label, name in labels.items() if name in inert}
+            if "eager_answer_kind" in labels and self.rollout_generator != "eager":
                 why["eager_answer_kind"] = "it grades sequences for label-aware eager only"
-        for name, reason in why.items():
-            if (name, reason) not in _WARNED:
-                _WARNED.add((name, reason))
-                logger.warning("%s=%r does nothing here: %s.", name, getattr(self, name), reason)
+        for label, reason in why.items():
+            if (label, reason) not in _WARNED:
+                _WARNED.add((label, reason))
+                value = self.eager_advanced[labels[label]] if label.startswith("eager_advanced.") else getattr(self,
+                                                                                                              label)
+                logger.warning("%s=%r does nothing here: %s.", label, value, reason)
+
+    @property
+    def advanced_set(self) -> dict:
+        """The keys of eager_advanced the user set, with their values."""
+        return self.eager_advanced or {}
 
     def _check_choices(self) -> None:
         """Every setting of this package that lists its choices (metadata "choices") holds one of them."""
-        own = {f.name for cls in (EagerGRPOConfig, StepFields, EagerRolloutFields) for f in fields(cls)} - {
-            f.name for f in fields(GRPOConfig)}
+        own = {f.name for f in fields(EagerGRPOFields)} - {f.name for f in fields(GRPOConfig)}
         for f in fields(self):
             allowed = f.metadata.get("choices")
             if f.name in own and allowed is not None and getattr(self, f.name) not in allowed:
@@ -195,6 +177,8 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
     def rollout_settings(self, **overrides) -> EagerConfig:
         """The `rollout.EagerConfig` these settings describe (`overrides`: what a step sets, e.g. its seed)."""
         values = {name[len(PREFIX):]: getattr(self, name) for name in ROLLOUT_FIELDS}
+        values.update({key: value for key, value in TRAINING_DEFAULTS.items() if key in ROLLOUT_KEYS})
+        values.update(self.advanced.rollout)
         values.update(method=self.rollout_generator, max_sequences=self.eager_budget, temperature=self.temperature,
                       oversample=self.oversample,
                       max_new_tokens=self.max_completion_length, seed=self.seed,
@@ -203,7 +187,8 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
         try:
             return EagerConfig(**values)
         except SettingError as err:
-            raise err.rename(DERIVED_LABELS.get(err.name, PREFIX + err.name)) from None
+            label = f"eager_advanced.{err.name}" if err.name in ROLLOUT_KEYS else PREFIX + err.name
+            raise err.rename(DERIVED_LABELS.get(err.name, label)) from None
 
     def step_settings(self, group_size: int, training: bool, **overrides) -> EagerConfig:
         """The rollout settings of one step: a prompt owns at most `group_size` rows, and only training batches are
@@ -218,6 +203,9 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
         for name in STEP_TAGGED:
             if getattr(self, name) != self.__dataclass_fields__[name].default:
                 tag += f"-{name}={_short(getattr(self, name))}"
+        for key in TRAINER_KEYS:
+            if getattr(self.advanced, key) != Advanced.__dataclass_fields__[key].default:
+                tag += f"-{key}={_short(getattr(self.advanced, key))}"
         if self.is_eager:
             changed = non_default(self.rollout_settings(), skip=tuple(DERIVED), defaults=TRAINING_DEFAULTS)
             if self.eager_max_sequences is not None:
@@ -292,42 +280,52 @@ class EagerGRPOConfig(EagerRolloutFields, StepFields, GRPOConfig):
                 "eager_max_sequences",
                 f"the budget must be between 1 and num_generations={self.num_generations} (the rows a prompt owns).",
             )
-        if self.eager_fork_mode == "recursion":
-            raise self._fail("eager_fork_mode", "EGLR forks re-apply the model's layers, which only the transformers "
-                             "engine can (rollout.hf_engine); TRL generates with vLLM. Choose resample, alternative "
-                             "or top2.")
-        if self.eager_entropy_source == "full_vocab":
-            raise self._fail("eager_entropy_source", "TRL builds its vLLM engine with at most 20 log-probs per token; "
-                             "use topk.")
-        if self.eager_baseline == "verdicts" and self.rollout_generator != "eager":
-            raise self._fail("eager_baseline", "'verdicts' needs the label-aware generator (rollout_generator: eager).")
-        if self.eager_credit == "segments" and self.eager_baseline != "verdicts":
-            raise self._fail("eager_credit", "segment credit needs a baseline that never saw the row's own outcome: "
-                             "set eager_baseline='verdicts'.")
-        if self.eager_baseline == "verdicts" and self.multi_objective_aggregation != "sum_then_normalize":
-            raise self._fail("eager_baseline", "'verdicts' needs multi_objective_aggregation='sum_then_normalize'.")
+        rollout, advanced = self.advanced.rollout, self.advanced
+        if rollout.get("fork_mode") == "recursion":
+            raise self._fail_advanced("fork_mode", "EGLR forks re-apply the model's layers, which only the transformers "
+                                      "engine can (rollout.hf_engine); TRL generates with vLLM. Choose resample, "
+                                      "alternative or top2.")
+        if rollout.get("entropy_source") == "full_vocab":
+            raise self._fail_advanced("entropy_source", "TRL builds its vLLM engine with at most 20 log-probs per "
+                                      "token; use topk.")
+        if advanced.baseline == "verdicts" and self.rollout_generator != "eager":
+            raise self._fail_advanced("baseline", "'verdicts' needs the label-aware generator (rollout_generator: "
+                                      "eager).")
+        if advanced.credit == "segments" and advanced.baseline != "verdicts":
+            raise self._fail_advanced("credit", "segment credit needs a baseline that never saw the row's own "
+                                      "outcome: set eager_advanced.baseline: verdicts.")
+        if advanced.baseline == "verdicts" and self.multi_objective_aggregation != "sum_then_normalize":
+            raise self._fail_advanced("baseline", "'verdicts' needs multi_objective_aggregation='sum_then_normalize'.")
         if self.rollout_generator == "eager" and not self.eager_gold_column:
             raise self._fail("eager_gold_column", "label-aware EAGer needs the dataset column with the gold answers.")
-        if self.eager_fork_mode != "resample":
+        if rollout.get("fork_mode", "resample") != "resample":
             logger.warning(
-                "eager_fork_mode=%r forces tokens at forks: those tokens are off-policy. Use 'resample' for exact "
-                "policy samples.", self.eager_fork_mode,
+                "eager_advanced.fork_mode=%r forces tokens at forks: those tokens are off-policy. Use 'resample' for "
+                "exact policy samples.", rollout["fork_mode"],
             )
 
+    def _fail_advanced(self, key: str, why: str) -> ValueError:
+        value = self.advanced.rollout.get(key, getattr(self.advanced, key, None))
+        return ValueError(f"eager_advanced.{key}={value!r} with rollout_generator={self.rollout_generator!r}: {why}")
 
-# What a run tag names besides the rollout's settings: the step's settings (not the trainer's record of them,
-# nor old spellings) and the trainer's own eager_ settings that change what is sampled or trained (not
-# eager_max_sequences, tagged as max_sequences, nor the data's gold column).
-STEP_TAGGED = tuple(f.name for f in fields(StepFields) if f.name != "rows_per_step" and f.name not in RENAMED)
-TRAINER_TAGGED = tuple(f.name for f in fields(EagerGRPOConfig) if f.name.startswith(PREFIX) and f.name not in
-                       {*ROLLOUT_FIELDS, *RENAMED, "eager_max_sequences", "eager_gold_column"})
+
+class EagerGRPOConfig(EagerGRPOFields):
+    """GRPOConfig with `rollout_generator`, the step's settings and EAGer's (`EagerGRPOFields`). Keys from before
+    `eager_advanced` still load, each with a message that says where it went (`trainers.advanced.upgrade`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **upgrade(kwargs))
+
+
+# What a run tag names besides the rollout's settings and the trainer's experiment settings: the step's settings
+# (not the trainer's record of them) and the trainer's own eager_ fields that change what is sampled or trained
+# (not eager_max_sequences, tagged as max_sequences, nor the data's gold column).
+STEP_TAGGED = tuple(f.name for f in fields(StepFields) if f.name != "rows_per_step")
+TRAINER_TAGGED = tuple(f.name for f in fields(EagerGRPOFields) if f.name.startswith(PREFIX) and f.name not in
+                       {*ROLLOUT_FIELDS, "eager_max_sequences", "eager_gold_column", "eager_advanced"})
 
 
 _WARNED: set[tuple[str, str]] = set()  # (setting, reason) already warned about in this process
-
-
-def _default(f) -> object:
-    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 def _short(value: object) -> str:

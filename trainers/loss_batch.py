@@ -31,9 +31,8 @@ def rows_to_keep(used: torch.Tensor, most_used: int) -> torch.Tensor:
     """(n,) bool: the used rows, plus the first unused ones until `most_used` rows are kept.
 
     Processes may use different numbers of rows, and TRL's loss gathers per-row statistics
-    across processes, which needs equal sizes: each keeps as many rows as the busiest one (and,
-    when TRL splits the batch over steps_per_generation, a multiple of that). A kept unused or flat
-    row carries no loss tokens or a zero advantage, so it changes nothing but the cost.
+    across processes, which needs equal sizes: each keeps as many rows as the busiest one. A kept
+    unused or flat row carries no loss tokens or a zero advantage, so it changes nothing but the cost.
     """
     keep = used.clone()
     extra = most_used - int(used.sum())
@@ -44,11 +43,22 @@ def rows_to_keep(used: torch.Tensor, most_used: int) -> torch.Tensor:
 
 def rows_each_process_keeps(stay_per_process: list[int], slices: int, rows: int) -> int:
     """How many rows every process keeps in its loss batch: as many as the busiest one keeps (TRL's loss gathers
-    per-row statistics), at least one (a step without signal still runs its zero loss), rounded up to a multiple
-    of `slices` (TRL splits the batch into steps_per_generation equal slices and loses a row past the last whole
-    one), and at most the `rows` each process holds (a multiple of `slices`)."""
-    most = max(1, *stay_per_process)
-    return min(-(-most // slices) * slices, rows)
+    per-row statistics), at least one per accumulation slice (a step without signal still runs its zero loss;
+    `split_rows` gives every slice a row), and at most the `rows` each process holds."""
+    return min(max(slices, *stay_per_process), rows)
+
+
+def split_rows(batch: dict[str, Any], slices: int) -> list[dict[str, Any]]:
+    """The loss batch in `slices` slices of consecutive rows whose sizes differ by at most one, for gradient
+    accumulation (TRL's split needs equal slices, which would need padding rows that pay a forward and backward).
+    A token-normalised loss (dapo, cispo, vespo) divides every slice by the same generation-batch count, so the
+    accumulated gradient does not depend on how the rows are sliced."""
+    n = next(len(v) for k, v in batch.items() if k in ROW_KEYS and v is not None)
+    if n < slices:
+        raise ValueError(f"{n} rows cannot fill {slices} accumulation slices (rows_each_process_keeps keeps one each)")
+    bounds = [n * i // slices for i in range(slices + 1)]
+    return [{k: v[lo:hi] if k in ROW_KEYS and v is not None else v for k, v in batch.items()}
+            for lo, hi in zip(bounds, bounds[1:])]
 
 
 def keep_rows(output: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:

@@ -123,7 +123,7 @@ def _rows(result: RolloutResult, sources: list[dict], prompt_ids: list, g: int,
     offset = trainer.accelerator.process_index * len(sources)  # group ids unique across processes
     columns = [key for key in sources[0] if key not in RESERVED]
     out: dict[str, list] = {key: [] for key in (*RESERVED, *columns)}
-    segments = trainer.args.eager_credit == "segments"
+    segments = trainer.args.advanced.credit == "segments"
     step = trainer.eager_step
     step.row_sequences = []  # per row: (prompt k, sequence index in its tree) or None
     for r, slot in enumerate(layout):

@@ -1,16 +1,16 @@
-"""The settings of a GRPO step that any generator uses: DAPO's dynamic sampling, oversampling, dropped rows.
+"""The settings of a GRPO step that any generator uses: DAPO's dynamic sampling, oversampling, the normaliser.
 
-`StepFields` is a part of `trainers.EagerGRPOConfig`: these settings once carried the `eager_` prefix,
-and `RENAMED` still reads the old spellings, with a message that names the new one. Each setting is
-refused, with the reason, where it cannot act (a loss that averages over rows, a KL term, an entropy
-bonus), so no run pays for rows it believes dropped. What the trainer does with them:
-`trainers.loss_batch` (which rows a step trains on and keeps) and `trainers.trainer`.
+`StepFields` is a part of `trainers.EagerGRPOConfig` (the old `eager_` spellings of these settings load
+through `trainers.advanced.upgrade`). Each setting is refused, with the reason, where it cannot act (a
+loss that averages over rows, a KL term, an entropy bonus), so no run pays for rows it believes
+dropped. Whether unused rows leave the loss batch is an experiment setting (`eager_advanced:
+{drop_unused_rows: ...}`, on by default). What the trainer does with them: `trainers.loss_batch`
+(which rows a step trains on and keeps) and `trainers.trainer`.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 NORMALIZERS = ("tokens", "budget")
@@ -26,12 +26,6 @@ LOSS_NORMALISERS = {
 ROW_FREE_LOSSES = tuple(loss for loss, by in LOSS_NORMALISERS.items() if by == "batch tokens")
 # A fully masked (unused) row adds nothing and takes no weight from the real ones.
 MASK_SAFE_LOSSES = tuple(loss for loss, by in LOSS_NORMALISERS.items() if by != "rows")
-# The step's settings that once carried the eager_ prefix, though any generator uses them: old spelling -> new.
-RENAMED = {"eager_oversample": "oversample", "eager_drop_flat_rows": "dynamic_sampling",
-           "eager_drop_unused_rows": "drop_unused_rows", "eager_loss_normalizer": "loss_normalizer",
-           "eager_rows_per_step": "rows_per_step"}
-
-
 @dataclass
 class StepFields:
     """The step's settings (fields of `EagerGRPOConfig`); checked by `check_step` in its `__post_init__`."""
@@ -55,17 +49,6 @@ class StepFields:
                   "allocation): the rollout spends at most the step's rows, on the prompts that promise a signal. 1: "
                   "no oversampling."},
     )
-    drop_unused_rows: bool = field(
-        default=True,
-        metadata={
-            "help": "Leave a step's unused rows (an EAGer prompt's empty rows, or parallel's groups beyond the step's "
-            "rows under oversample) out of the loss batch, so the loss step's forward and backward passes cost what "
-            "the step trains on. The loss is the same. Applies with a loss normalised by the batch's tokens (dapo, "
-            "cispo, vespo) on text; otherwise the rows stay, masked. With several processes each keeps as many rows "
-            "as the busiest one, and with steps_per_generation > 1 a multiple of it (padded with rows that add "
-            "nothing to the loss)."
-        },
-    )
     loss_normalizer: str = field(
         default="tokens",
         metadata={"help": "What divides a step's loss (dapo, cispo, vespo; any generator). tokens: TRL's, the loss "
@@ -80,28 +63,6 @@ class StepFields:
                   "per_device_train_batch_size you gave); per_device_train_batch_size becomes that times oversample, "
                   "the rows TRL hands the rollout. Leave unset."},
     )
-    # Old spellings of the step's settings above (RENAMED): still read, with a message naming the new one.
-    eager_oversample: float | None = field(default=None, metadata={"help": "Deprecated: use oversample."})
-    eager_drop_flat_rows: bool | None = field(default=None, metadata={"help": "Deprecated: use dynamic_sampling."})
-    eager_drop_unused_rows: bool | None = field(default=None, metadata={"help": "Deprecated: use drop_unused_rows."})
-    eager_loss_normalizer: str | None = field(default=None, metadata={"help": "Deprecated: use loss_normalizer."})
-    eager_rows_per_step: int | None = field(default=None, metadata={"help": "Deprecated: use rows_per_step."})
-
-    def _take_old_spellings(self) -> None:
-        """An old `eager_` spelling of a step setting sets the new field, with a message that names it."""
-        for old, new in RENAMED.items():
-            value = getattr(self, old)
-            if value is None:
-                continue
-            default = self.__dataclass_fields__[new].default
-            if getattr(self, new) != default and getattr(self, new) != value:
-                raise ValueError(f"{old}={value!r} and {new}={getattr(self, new)!r}: {old} is the old name of {new}; "
-                                 f"set {new} only.")
-            warnings.warn(f"{old} is deprecated: it is now {new}, a setting of the step for every generator. Write "
-                          f"{new}: {value!r}.", FutureWarning, stacklevel=4)
-            setattr(self, new, value)
-            setattr(self, old, None)
-
     def _hand_more_prompts(self) -> None:
         """oversample f: TRL hands f times the rows a step trains on (f x the prompts); the step trains on at most the
         rows (`rows_per_step`). Idempotent: a config rebuilt from its own fields is not scaled twice."""
@@ -153,25 +114,28 @@ class StepFields:
             "top_entropy_quantile": (self.top_entropy_quantile != 1.0,
                                      "TRL takes the entropy quantile over the whole batch, flat rows included. Set "
                                      "top_entropy_quantile: 1, or dynamic_sampling: false."),
-            "drop_unused_rows": (not self.drop_unused_rows,
-                                 "dynamic_sampling drops rows from the loss batch; with drop_unused_rows: false they "
-                                 "would stay and cost their forward and backward. Set drop_unused_rows: true."),
+            "eager_advanced.drop_unused_rows": (not self.advanced.drop_unused_rows,
+                                                "dynamic_sampling drops rows from the loss batch; with "
+                                                "drop_unused_rows: false they would stay and cost their forward and "
+                                                "backward. Remove drop_unused_rows from eager_advanced."),
             "multi_objective_aggregation": (
                 self.multi_objective_aggregation != "sum_then_normalize",
                 "normalize_then_sum centres the rewards over the whole batch, so a group whose rewards agree still "
                 "has non-zero advantages. Use sum_then_normalize (TRL's default), or dynamic_sampling: false."),
-            "eager_baseline": (self.eager_baseline == "verdicts",
-                               "under the verdict baseline a group whose rewards agree still has non-zero "
-                               "advantages: its rows teach. Set eager_baseline: group, or dynamic_sampling: false."),
+            "eager_advanced.baseline": (self.advanced.baseline == "verdicts",
+                                        "under the verdict baseline a group whose rewards agree still has non-zero "
+                                        "advantages: its rows teach. Use the group baseline, or dynamic_sampling: "
+                                        "false."),
         }
         for name, (bad, reason) in why.items():
             if bad:
-                raise ValueError(f"dynamic_sampling=True with {name}={getattr(self, name)!r}: {reason}")
+                value = getattr(self.advanced, name.split(".")[1]) if "." in name else getattr(self, name)
+                raise ValueError(f"dynamic_sampling=True with {name}={value!r}: {reason}")
 
     @property
     def drops_unused_rows(self) -> bool:
-        """Whether rows the step does not train on leave the loss batch (see drop_unused_rows)."""
-        return (self.drop_unused_rows and (self.is_eager or self.dynamic_sampling)
+        """Whether rows the step does not train on leave the loss batch (see `Advanced.drop_unused_rows`)."""
+        return (self.advanced.drop_unused_rows and (self.is_eager or self.dynamic_sampling)
                 and self.loss_type in ROW_FREE_LOSSES)
 
     def _fail(self, name: str, why: str) -> ValueError:

@@ -14,10 +14,11 @@ What it overrides in `trl.GRPOTrainer`, and why:
   (`trainers.cluster`).
 - `_generate` scores the rows as soon as they exist (TRL scores after its log-prob pass) and
   chooses the step's rows and those that stay in the loss batch (`trainers.loss_batch`): unused
-  rows (`drop_unused_rows`, the default), groups whose rewards all agree (`dynamic_sampling`, any
-  generator), groups past the step's rows under `oversample`. `_calculate_rewards` returns those
+  rows (by default), groups whose rewards all agree (`dynamic_sampling`, any generator), groups past the step's rows under `oversample`. `_calculate_rewards` returns those
   scores; each row is scored against the prompt it actually holds, unused rows NaN.
 - `_get_per_token_logps_and_entropies` runs TRL's log-prob pass over the rows that stay only.
+- `_prepare_inputs` splits those rows over the gradient-accumulation slices unevenly (by at most one
+  row), where TRL's equal split would need padding rows (`trainers.loss_batch.split_rows`).
 - `log` adds `eager/train_wall_s`.
 With `rollout_generator: parallel` and neither `dynamic_sampling` nor `oversample` nothing changes but
 the `eager/` metrics.
@@ -32,13 +33,15 @@ from typing import Any
 import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
+from trl.trainer.utils import (shuffle_sequence_dict, split_pixel_values_by_grid, split_tensor_dict,
+                               unsplit_pixel_values_by_grid)
 
 from rollout.config import pool_size
 from trainers.advantages import group_advantages
 from trainers.callbacks import TrainSecondsLimit
 from trainers.cluster import kill_if_testing, server_failure, wandb_defaults
-from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, keep_rows,
-                                 rows_each_process_keeps, rows_to_keep, signal_rows, step_groups)
+from trainers.loss_batch import (BATCH_KEYS, ROW_KEYS, budget_normalizer, keep_rows, rows_each_process_keeps,
+                                 rows_to_keep, signal_rows, split_rows, step_groups)
 from trainers.config import EagerGRPOConfig
 from trainers.dataset_check import check_trainer_rows
 from trainers.metrics import step_metrics
@@ -155,9 +158,9 @@ class EagerGRPOTrainer(GRPOTrainer):
         if self.args.is_eager:
             advantages, std = group_advantages(rewards_per_func, groups, self.reward_weights,
                                                self.scale_rewards, self.multi_objective_aggregation,
-                                               baselines if self.args.eager_baseline == "verdicts" else None)
+                                               baselines if self.args.advanced.baseline == "verdicts" else None)
             output["advantages"] = self._local(advantages, len(inputs))
-            if self.args.eager_credit == "segments":  # per token: every token once, weighted by its branch
+            if self.args.advanced.credit == "segments":  # per token: every token once, weighted by its branch
                 rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device)).nansum(dim=1)
                 output["advantages"] = segment_advantages(
                     step.rollout.trees, step.row_sequences, self._local(rewards, len(inputs)),
@@ -220,7 +223,7 @@ class EagerGRPOTrainer(GRPOTrainer):
             step = torch.tensor([c for flags in chosen for c in flags], device=used.device).repeat_interleave(g)
         stay = step & signal_rows(rewards, groups, used) if self.args.dynamic_sampling else step
         self.eager_step.step_rows, self.eager_step.loss_rows = step, stay
-        if self.args.drops_unused_rows and self.args.eager_credit != "segments":
+        if self.args.drops_unused_rows and self.args.advanced.credit != "segments":
             local = self._local(stay, n).cpu()
             rows = self.eager_step.logp_rows
             self.eager_step.logp_rows = local if rows is None else rows & local
@@ -285,6 +288,22 @@ class EagerGRPOTrainer(GRPOTrainer):
             entropies = entropies.new_zeros(full.shape).index_copy(0, idx, entropies)
         return full, entropies, aux
 
+    def _prepare_inputs(self, generation_batch: Any) -> Any:
+        """TRL's, except that a training batch whose rows left the loss batch is split for gradient accumulation into
+        slices that differ by at most one row (`split_rows`): TRL's split needs equal slices, which would need padding
+        rows that pay a forward and backward each."""
+        slices = self.args.steps_per_generation
+        if not (self.model.training and self.args.drops_unused_rows and slices > 1):
+            return super()._prepare_inputs(generation_batch)
+        if self._step % (slices * self.num_iterations) == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            if set(batch) <= {*ROW_KEYS, *BATCH_KEYS}:
+                self._buffered_inputs = split_rows(shuffle_sequence_dict(batch), slices)
+            else:  # rows stayed (`_shape_loss_batch`: images): TRL's equal split, pixel values by their grid
+                batch = shuffle_sequence_dict(split_pixel_values_by_grid(batch))
+                self._buffered_inputs = [unsplit_pixel_values_by_grid(b) for b in split_tensor_dict(batch, slices)]
+        return self._buffered_inputs[self._step % slices]
+
     def _local(self, values: torch.Tensor, n: int) -> torch.Tensor:
         """This process's slice of gathered per-row values."""
         return values[self.accelerator.process_index * n:][:n]
@@ -312,7 +331,7 @@ class EagerGRPOTrainer(GRPOTrainer):
             self.eager_step.rows_without_loss = n * processes - int(stay.sum())
             return output
         most = rows_each_process_keeps(stay.view(-1, n).sum(dim=1).tolist(), self.args.steps_per_generation, n)
-        self.eager_step.rows_without_loss = most * processes - int(stay.sum())  # padding: equal, whole slices
+        self.eager_step.rows_without_loss = most * processes - int(stay.sum())  # padding: equal rows per process
         return keep_rows(output, rows_to_keep(self._local(stay, n), most))
 
     def _score_rows(self, inputs: list[dict], prompts: list, completions: list,

@@ -1,19 +1,19 @@
 """Per-token credit for tree-shaped groups: every generated token once, weighted by its branch.
 
-What a shared prefix contributes with per-row credit (`eager_credit: rows`, GRPO's layout): a
+What a shared prefix contributes with per-row credit (`eager_advanced: {credit: rows}`, GRPO's layout): a
 forked child's row repeats its parent's tokens, so a prefix shared by d leaves enters the loss d
 times, each time with one leaf's advantage, and is counted d times in `dapo`'s token count. The
 tree's shape is decided on the prefix (forks happen where the entropy is high), so prefixes that
 fork a lot weigh more than the policy gradient says: the estimate is biased toward them.
 
-`eager_credit: segments` gives each token exactly one place in the loss (its first row; inherited
+`eager_advanced: {credit: segments}` gives each token exactly one place in the loss (its first row; inherited
 copies are masked) and the advantage `w_t (Q_t - b)`:
 - `Q_t`, the value after token t: the mean outcome of the leaves below it, each branch point
   averaging its two branches (the parent's continuation and the child), recursively;
 - `w_t`, the token's weight: 1/2 per fork above it (on its own path), so the weights of the tokens
   at any depth of a root's tree sum to what one sample's would;
-- `b`, the row's baseline, from the verdicts known when the row started (`eager_baseline:
-  verdicts`): it never depends on the token's own outcome.
+- `b`, the row's baseline, from the verdicts known when the row started (`eager_advanced:
+  {baseline: verdicts}`): it never depends on the token's own outcome.
 With resample forks every branch is a policy sample from its branch state, so in expectation each
 root's tree contributes exactly one sample's policy gradient, whatever the forks (tested against
 the exact gradient of a small tabular policy, tests/trainers/test_tree_credit.py).

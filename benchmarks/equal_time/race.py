@@ -19,6 +19,7 @@ from typing import Any
 
 from benchmarks.equal_time import Task, train
 from benchmarks.equal_time.curves import split
+from trainers.advanced import canonical
 
 SETTINGS = ("steps", "every", "heldout", "samples")  # what a resumed run must share with the stored one, with
 # the model and the recipe (`_stamp`)
@@ -61,7 +62,8 @@ def train_seed(task: Task, generators: dict[str, dict], seed: int, steps: int, e
         path = _path(out, task, name, seed)
         if path.exists():
             run = json.loads(path.read_text())
-            if run["fields"] != fields or run.get("seconds", seconds) != seconds:  # (older runs did not keep it)
+            # (fields compare as they resolve, whatever their spelling; older runs did not keep the seconds)
+            if canonical(run["fields"]) != canonical(fields) or run.get("seconds", seconds) != seconds:
                 raise SystemExit(f"{path} was trained with {run['fields']} for {run.get('seconds')} s, not {fields} for "
                                  f"{seconds} s: pass another --out, or the same settings to resume it.")
         else:
@@ -109,8 +111,12 @@ def score_seed(task: Task, runs: dict[str, dict], out: Path, samples: int) -> No
 
 def _stamp(task: Task, settings: dict[str, Any]) -> dict:
     """What a stored race was run with: its settings, the model (by directory name, so that another checkout resumes
-    it) and the recipe's text (by hash)."""
-    recipe = hashlib.sha256(task.recipe.read_bytes()).hexdigest()[:16]
+    it) and the recipe (by a hash of its settings as they resolve: `trainers.advanced.canonical`, so respelling a
+    recipe keeps its stamp, and changing a value does not)."""
+    import yaml
+
+    resolved = canonical(yaml.safe_load(task.recipe.read_text()))
+    recipe = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:16]
     return {**{k: settings[k] for k in SETTINGS}, "model": Path(task.model).name, "recipe": recipe}
 
 

@@ -97,6 +97,8 @@ def test_demo_checks_every_generator_before_the_first_run(tmp_path):
     """A generator the recipe cannot run fails before any training, with the generator and the field named."""
     cfg = demo.DemoConfig(output_dir=str(tmp_path))
     demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")  # the default race: fine
+    cfg.generators = list(demo.GENERATORS)  # every entry, experiment settings passed as --eager_advanced
+    demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")
     cfg.generators = ["parallel", "eager_init"]
     with pytest.raises(SystemExit, match="--generators eager_init: choose among .*parallel_dynamic_8x8"):
         demo.check_runs(cfg, tmp_path / "model", tmp_path / "train.jsonl")

@@ -16,34 +16,36 @@ from datasets import Dataset
 from tests.trainers.conftest import make_args, release
 from tests.trainers.helpers import Recorder, label_grade, rows
 
+PASSES = {"allocation": "passes", "pass_start_limit": 8.0}  # (see "eager" below)
 GENERATORS = {
     "parallel": {},
     # Random-model top-20 entropies sit just under ln 20 ~ 3.0: 2.9 forks a few times per prompt.
     "eager_init": {"eager_entropy_threshold": 2.9},
     # eager_adapt keeps its unused rows in the loss batch; the others drop them (the default).
-    "eager_adapt": {"eager_entropy_threshold": 2.9, "eager_max_sequences": 3, "drop_unused_rows": False},
+    "eager_adapt": {"eager_entropy_threshold": 2.9, "eager_max_sequences": 3,
+                    "eager_advanced": {"drop_unused_rows": False}},
     # 4.0: no fork on a first pass; unsolved prompts retry at lower thresholds and then fork. The random
     # model's sequences all run to the 8-token cap, so verdicts only arrive after a full pass: a pass start
     # limit of 8 passes lets several retries run one after another (the default 0.5 would allow none).
-    "eager": {"eager_allocation": "passes", "eager_entropy_threshold": 4.0, "eager_pass_start_limit": 8.0},
+    "eager": {"eager_entropy_threshold": 4.0, "eager_advanced": PASSES},
     # The same, with each row's baseline from the verdicts known when it started (not the group mean).
-    "eager_verdicts": {"rollout_generator": "eager", "eager_allocation": "passes", "eager_entropy_threshold": 4.0,
-                       "eager_pass_start_limit": 8.0, "eager_baseline": "verdicts"},
+    "eager_verdicts": {"rollout_generator": "eager", "eager_entropy_threshold": 4.0,
+                       "eager_advanced": {**PASSES, "baseline": "verdicts"}},
     # Forks with segment credit: per-token advantages, inherited tokens out of the loss.
-    "eager_segments": {"rollout_generator": "eager", "eager_allocation": "passes", "eager_entropy_threshold": 2.9,
-                       "eager_baseline": "verdicts", "eager_credit": "segments"},
+    "eager_segments": {"rollout_generator": "eager", "eager_entropy_threshold": 2.9,
+                       "eager_advanced": {"allocation": "passes", "baseline": "verdicts", "credit": "segments"}},
     # The training allocation: 24 rows a step, 4/3 x that handed (8 prompts), a pool of 24 sequences (16 screen
     # them, 8 fill mixed ones), the loss divided by the budget's tokens (24 x 8), not the tokens the step holds;
     # groups whose rewards agree leave the loss batch (dynamic sampling).
-    "screen": {"rollout_generator": "eager", "eager_allocation": "screen", "eager_screen_roots": 2,
+    "screen": {"rollout_generator": "eager", "eager_screen_roots": 2,
                "per_device_train_batch_size": 24, "dynamic_sampling": True,
-               "oversample": 4 / 3, "eager_fill_start_limit": 3.0, "loss_normalizer": "budget"},
+               "oversample": 4 / 3, "eager_advanced": {"fill_start_limit": 3.0}, "loss_normalizer": "budget"},
     # The same allocation whose fills and probes are forks of finished samples from their most uncertain token:
     # "no" prompts (all wrong) get 2 probes, forks of their wrong samples.
-    "screen_refill_forks": {"rollout_generator": "eager", "eager_allocation": "screen", "eager_screen_roots": 2,
+    "screen_refill_forks": {"rollout_generator": "eager", "eager_screen_roots": 2,
                             "per_device_train_batch_size": 24, "dynamic_sampling": True, "oversample": 4 / 3,
-                            "eager_fill_start_limit": 3.0, "eager_probe_roots": 2, "eager_fill_with": "forks",
-                            "eager_probe_with": "forks"},
+                            "eager_advanced": {"fill_start_limit": 3.0, "probe_roots": 2, "fill_with": "forks",
+                                               "probe_with": "forks"}},
     # TRL's own sampling with DAPO's dynamic sampling: 8 prompts x 4 handed, the step trains on at most 4 groups,
     # those with a signal first.
     "parallel_dynamic": {"rollout_generator": "parallel", "dynamic_sampling": True, "oversample": 2.0},
@@ -86,6 +88,7 @@ class Run:
     outputs: list = field(default_factory=list)
     events: list = field(default_factory=list)
     logp_pass_rows: list = field(default_factory=list)  # rows of each of TRL's log-prob passes without gradient
+    loss_slices: list = field(default_factory=list)  # rows of each batch the loss saw (an accumulation slice)
 
     @property
     def logs(self) -> list[dict]:
@@ -110,6 +113,22 @@ def run(request, tiny_model, tmp_path_factory) -> Run:
                                train_dataset=Dataset.from_list(rows(8)), verifier=grade)
     result = Run(generator, trainer, {n: p.detach().clone() for n, p in trainer.model.named_parameters()}, recorder,
                  events=events)
+    logp_pass, keep_rows = _record(trainer, result, events)
+    try:
+        trainer.train()
+    finally:
+        import trainers.trainer as trainer_module
+        from trl import GRPOTrainer
+
+        trainer_module.keep_rows = keep_rows
+        GRPOTrainer._get_per_token_logps_and_entropies = logp_pass
+    yield result
+    release(trainer)
+
+
+def _record(trainer, result: Run, events: list):
+    """Wrap the trainer's engine, rollout, row choice, log-prob pass and loss to record what they see into `result`;
+    returns the originals of what was patched at module level (TRL's log-prob pass, `keep_rows`)."""
     tokenizer = trainer.processing_class
     prompt_of = lambda ids: int(tokenizer.decode(ids).split()[1].rstrip(":"))  # noqa: E731
     make_engine = trainer.eager_engine
@@ -141,12 +160,13 @@ def run(request, tiny_model, tmp_path_factory) -> Run:
         return logp_pass(self, model, input_ids, *args, **kwargs)
 
     trainer._generate_and_score_completions = capture
+    compute_loss = trainer.compute_loss
+
+    def record_loss_slice(model, inputs, *args, **kwargs):
+        result.loss_slices.append(inputs["completion_ids"].shape[0])
+        return compute_loss(model, inputs, *args, **kwargs)
+
+    trainer.compute_loss = record_loss_slice
     trainer_module.keep_rows = record_keep_rows
     GRPOTrainer._get_per_token_logps_and_entropies = record_logp_pass
-    try:
-        trainer.train()
-    finally:
-        trainer_module.keep_rows = keep_rows
-        GRPOTrainer._get_per_token_logps_and_entropies = logp_pass
-    yield result
-    release(trainer)
+    return logp_pass, keep_rows

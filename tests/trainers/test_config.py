@@ -47,18 +47,21 @@ def test_eager_config_valid(tmp_path):
         ({"top_k": 50}, ["top_k=0"]),
         ({"repetition_penalty": 1.1}, ["repetition_penalty=1.0"]),
         ({"eager_max_sequences": 5}, ["eager_max_sequences", "num_generations=4"]),
-        ({"eager_fork_mode": "best"}, ["eager_fork_mode", "resample"]),
-        ({"eager_fork_mode": "recursion"}, ["eager_fork_mode", "transformers", "vLLM"]),
-        ({"eager_on_solved": "stop"}, ["eager_on_solved", "finish", "abort"]),
+        ({"eager_advanced": {"fork_mode": "best"}}, ["eager_advanced.fork_mode", "resample"]),
+        ({"eager_advanced": {"fork_mode": "recursion"}}, ["eager_advanced.fork_mode", "transformers", "vLLM"]),
+        ({"eager_advanced": {"on_solved": "stop"}}, ["eager_advanced.on_solved", "finish", "abort"]),
         ({"eager_answer_kind": "code"}, ["eager_answer_kind", "math", "choice"]),
-        ({"eager_solved_min_correct": 0}, ["eager_solved_min_correct"]),
+        ({"eager_advanced": {"solved_min_correct": 0}}, ["eager_advanced.solved_min_correct"]),
         ({"eager_entropy_threshold": -1.0}, ["eager_entropy_threshold"]),
-        ({"eager_stop_rule": "mixed"}, ["eager_stop_rule", "solved", "signal"]),
-        ({"eager_baseline": "mean"}, ["eager_baseline", "group", "verdicts"]),
-        ({"eager_baseline": "verdicts", "rollout_generator": "eager_init"}, ["eager_baseline", "rollout_generator"]),
-        ({"eager_signal_easy_k": 0}, ["eager_signal_easy_k"]),
-        ({"eager_pass_start_limit": -0.5}, ["eager_pass_start_limit"]),
-        ({"eager_pass_roots": 0}, ["eager_pass_roots"]),
+        ({"eager_advanced": {"stop_rule": "mixed"}}, ["eager_advanced.stop_rule", "solved", "signal"]),
+        ({"eager_advanced": {"baseline": "mean"}}, ["eager_advanced.baseline", "group", "verdicts"]),
+        ({"eager_advanced": {"baseline": "verdicts"}, "rollout_generator": "eager_init"},
+         ["eager_advanced.baseline", "rollout_generator"]),
+        ({"eager_advanced": {"signal_easy_k": 0}}, ["eager_advanced.signal_easy_k"]),
+        ({"eager_advanced": {"pass_start_limit": -0.5}}, ["eager_advanced.pass_start_limit"]),
+        ({"eager_advanced": {"pass_roots": 0}}, ["eager_advanced.pass_roots"]),
+        ({"eager_advanced": {"fil_with": "forks"}}, ["eager_advanced.fil_with", "no such setting", "fill_with"]),
+        ({"eager_advanced": {"entropy_threshold": 1}}, ["eager_advanced.entropy_threshold", "eager_entropy_threshold: 1"]),
     ],
 )
 def test_bad_eager_settings_say_what_to_change(tmp_path, overrides, names):
@@ -174,7 +177,7 @@ def test_accelerate_configs():
     "overrides, drops",
     [
         ({}, True),
-        ({"drop_unused_rows": False}, False),
+        ({"eager_advanced": {"drop_unused_rows": False}}, False),
         ({"loss_type": "dr_grpo"}, False),  # divides by the row count
         ({"loss_type": "bnpo"}, False),  # divides by the tokens of the micro-batch it is given
         # TRL splits the batch in equal slices: the kept rows are a multiple of them (trainer tests)
@@ -205,8 +208,24 @@ def test_rows_kept_split_into_whole_slices():
 
     assert rows_each_process_keeps([3, 5], slices=1, rows=16) == 5  # the busiest process
     assert rows_each_process_keeps([0, 0], slices=1, rows=16) == 1  # a step without signal keeps one row
-    assert rows_each_process_keeps([3, 5], slices=4, rows=16) == 8  # whole slices for gradient accumulation
-    assert rows_each_process_keeps([15], slices=4, rows=16) == 16
+    assert rows_each_process_keeps([3, 5], slices=4, rows=16) == 5  # no padding to whole slices
+    assert rows_each_process_keeps([2, 1], slices=4, rows=16) == 4  # but a row for every slice
+    assert rows_each_process_keeps([15], slices=4, rows=16) == 15
+
+
+def test_accumulation_slices_differ_by_at_most_one_row():
+    import torch
+
+    from trainers.loss_batch import split_rows
+
+    batch = {"completion_ids": torch.arange(13).view(13, 1), "advantages": torch.arange(13.0),
+             "num_items_in_batch": torch.tensor(40.0), "tool_mask": None}
+    parts = split_rows(batch, 8)
+    assert [len(p["completion_ids"]) for p in parts] == [1, 2, 1, 2, 2, 1, 2, 2]
+    assert torch.cat([p["advantages"] for p in parts]).tolist() == batch["advantages"].tolist()  # every row, once
+    assert all(p["num_items_in_batch"] is batch["num_items_in_batch"] and p["tool_mask"] is None for p in parts)
+    with pytest.raises(ValueError, match="3 rows cannot fill 4"):
+        split_rows({"advantages": torch.zeros(3)}, 4)
 
 
 def test_oversample_hands_more_prompts_and_keeps_the_rows_a_step_trains_on(tmp_path):
@@ -214,7 +233,7 @@ def test_oversample_hands_more_prompts_and_keeps_the_rows_a_step_trains_on(tmp_p
 
     from trainers import EagerGRPOConfig
 
-    args = make_args(tmp_path, rollout_generator="eager", eager_allocation="screen", oversample=2.0, eager_screen_roots=2,
+    args = make_args(tmp_path, rollout_generator="eager", oversample=2.0, eager_screen_roots=2,
                      per_device_train_batch_size=16)
     assert (args.per_device_train_batch_size, args.rows_per_step) == (32, 16)  # 8 prompts handed, 16 rows
     assert args.rollout_settings().oversample == 2.0
@@ -238,22 +257,6 @@ def test_oversample_must_hand_whole_groups_and_a_loss_that_sees_every_row_is_ref
                   loss_type="dr_grpo")
 
 
-@pytest.mark.parametrize("old, new, value", [
-    ("eager_oversample", "oversample", 2.0), ("eager_drop_flat_rows", "dynamic_sampling", True),
-    ("eager_drop_unused_rows", "drop_unused_rows", False), ("eager_loss_normalizer", "loss_normalizer", "budget"),
-])
-def test_old_spellings_still_work_and_name_the_new_field(tmp_path, old, new, value):
-    with pytest.warns(FutureWarning, match=f"{old} is deprecated: it is now {new}"):
-        args = make_args(tmp_path, rollout_generator="eager", eager_allocation="screen", eager_screen_roots=2,
-                         **{old: value})
-    assert getattr(args, new) == value and getattr(args, old) is None
-
-
-def test_an_old_spelling_that_contradicts_the_new_one_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="eager_oversample=2.0 and oversample=3.0: eager_oversample is the old name"):
-        make_args(tmp_path, rollout_generator="eager", eager_oversample=2.0, oversample=3.0)
-
-
 @pytest.mark.parametrize("generator", ["parallel", "eager"])
 @pytest.mark.parametrize("overrides, field", [
     ({"loss_type": "grpo"}, "loss_type"),  # averages over rows: a row that leaves changes the others' loss
@@ -262,7 +265,7 @@ def test_an_old_spelling_that_contradicts_the_new_one_is_refused(tmp_path):
     ({"beta": 0.04}, "beta"),  # a flat row still carries the KL term
     ({"entropy_coef": 0.01}, "entropy_coef"),
     ({"top_entropy_quantile": 0.2}, "top_entropy_quantile"),
-    ({"drop_unused_rows": False}, "drop_unused_rows"),
+    ({"eager_advanced": {"drop_unused_rows": False}}, "eager_advanced.drop_unused_rows"),
     ({"multi_objective_aggregation": "normalize_then_sum"}, "multi_objective_aggregation"),
 ])
 def test_dynamic_sampling_is_refused_where_it_cannot_act(tmp_path, generator, overrides, field):
@@ -273,13 +276,14 @@ def test_dynamic_sampling_is_refused_where_it_cannot_act(tmp_path, generator, ov
 
 
 def test_dynamic_sampling_is_refused_with_the_verdict_baseline(tmp_path):
-    with pytest.raises(ValueError, match="dynamic_sampling=True with eager_baseline='verdicts'"):
-        make_args(tmp_path, rollout_generator="eager", eager_allocation="passes", eager_baseline="verdicts",
+    with pytest.raises(ValueError, match="dynamic_sampling=True with eager_advanced.baseline='verdicts'"):
+        make_args(tmp_path, rollout_generator="eager", eager_advanced={"allocation": "passes", "baseline": "verdicts"},
                   dynamic_sampling=True)
 
 
 def test_gpu_recipe_pays_for_no_masked_rows():
-    """The GPU recipe accumulates gradients over 8 slices: the rows that stay are split over them, none masked."""
+    """The GPU recipe accumulates gradients over 8 slices: the rows that stay are split over them unevenly, none
+    masked or padded (the slices themselves: test_grpo_steps' accumulated run)."""
     import yaml
 
     from trainers import EagerGRPOConfig
@@ -289,6 +293,10 @@ def test_gpu_recipe_pays_for_no_masked_rows():
               ("bf16", "gradient_checkpointing", "dtype", "attn_implementation", "model_name_or_path")}
     args = EagerGRPOConfig(**{**fields, "use_cpu": True, "bf16": False})
     assert args.steps_per_generation == 8 and args.drops_unused_rows and args.dynamic_sampling
+    from trainers.loss_batch import rows_each_process_keeps
+
+    # 13 rows with a signal: 13 kept over the 8 slices (the trainer's uneven split), none padded
+    assert rows_each_process_keeps([13], args.steps_per_generation, args.per_device_train_batch_size) == 13
 
 
 def test_evaluation_rollout_settings_are_checked_before_training(tmp_path):
@@ -353,7 +361,7 @@ def test_every_setting_with_choices_refuses_another_value_by_name(tmp_path):
 
     with_choices = [f.name for f in fields(EagerGRPOConfig) if f.metadata.get("choices") and
                     (f.name.startswith("eager_") or f.name in ("rollout_generator", "bad_rows", "loss_normalizer"))]
-    assert {"rollout_generator", "bad_rows", "loss_normalizer", "eager_baseline", "eager_fork_mode"} <= set(with_choices)
+    assert {"rollout_generator", "bad_rows", "loss_normalizer", "eager_answer_kind"} <= set(with_choices)
     for name in with_choices:
         with pytest.raises(ValueError, match=rf"^{name}='nonsense': choose one of"):
             make_args(tmp_path, **{name: "nonsense"})
@@ -366,13 +374,16 @@ def test_a_setting_that_does_nothing_here_is_named_once_with_the_reason(tmp_path
 
     trainer_config._WARNED.clear()
     with caplog.at_level(logging.WARNING, logger="trainers.config"):
-        make_args(tmp_path, rollout_generator="eager", eager_allocation="passes", eager_fill_size=3,
-                  eager_max_retries=3)
-        make_args(tmp_path, rollout_generator="eager", eager_allocation="passes", eager_fill_size=3)  # once only
+        make_args(tmp_path, rollout_generator="eager", eager_fill_size=3,
+                  eager_advanced={"allocation": "passes", "max_retries": 3, "fill_with": "forks"})
+        make_args(tmp_path, rollout_generator="eager", eager_advanced={"allocation": "passes"}, eager_fill_size=3)
+        make_args(tmp_path, rollout_generator="parallel", eager_entropy_threshold=1.0, eager_gold_column="label")
         make_args(tmp_path, rollout_generator="parallel", eager_entropy_threshold=1.0, eager_gold_column="label")
     warned = [r.getMessage() for r in caplog.records]
     assert warned == [
         "eager_fill_size=3 does nothing here: it acts in the screen allocation (label-aware eager, allocation=screen) "
         "only.",
+        "eager_advanced.fill_with='forks' does nothing here: it acts in the screen allocation (label-aware eager, "
+        "allocation=screen) only.",
         "eager_entropy_threshold=1.0 does nothing here: rollout_generator=parallel is TRL's own sampling.",
     ]  # max_retries acts under passes; the gold column names the accuracy rewards' answers under any generator

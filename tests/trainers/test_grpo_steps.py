@@ -38,7 +38,7 @@ def carrying(inputs, output, args) -> torch.Tensor:
     """The rows a dropping trainer keeps: used, and with dynamic sampling (or segment credit) a non-zero advantage
     (0/1 rewards: every row of a group whose rewards differ has one; parallel's rows past the step have none)."""
     used = torch.tensor([row.get("eager_used", 1) for row in inputs], dtype=torch.bool)
-    if not (args.dynamic_sampling or args.eager_credit == "segments"):
+    if not (args.dynamic_sampling or args.advanced.credit == "segments"):
         return used
     nonzero = output["advantages"] != 0
     return used & (nonzero if nonzero.dim() == 1 else nonzero.any(dim=1))
@@ -54,8 +54,13 @@ def test_rows_per_step_constant(run):
     for inputs, output, loss_batch in run.outputs:
         assert len(inputs) == output["completion_ids"].shape[0] == output["advantages"].shape[0] == rows
         kept = int(carrying(inputs, output, args).sum()) if drops else rows
-        kept = -(-max(kept, 1) // args.steps_per_generation) * args.steps_per_generation if drops else kept
+        kept = min(max(kept, args.steps_per_generation), rows) if drops else kept  # one row per slice at least
         assert loss_batch["completion_ids"].shape[0] == loss_batch["advantages"].shape[0] == kept
+    # Each step's loss batch is split over its accumulation slices, sizes differing by at most one: no padding.
+    slices = args.steps_per_generation
+    for k, (_, _, loss_batch) in enumerate(run.outputs):
+        sizes = run.loss_slices[k * slices:(k + 1) * slices]
+        assert sum(sizes) == loss_batch["completion_ids"].shape[0] and max(sizes) - min(sizes) <= 1, sizes
     for log, (inputs, output, loss_batch) in zip(run.logs, run.outputs, strict=True):
         assert 0 < log["eager/rows_used_frac"] <= 1
         # what the step pays for without a loss: padding, or every masked row when rows are not dropped
@@ -286,7 +291,7 @@ def test_solved_prompt_gets_no_new_sequence(run):
 
 
 def test_verdict_baseline_advantages(run):
-    """eager_baseline=verdicts: a used row's advantage is (reward - b) / (sqrt(b (1 - b)) + eps), b its baseline."""
+    """The verdict baseline: a used row's advantage is (reward - b) / (sqrt(b (1 - b)) + eps), b its baseline."""
     if run.generator != "eager_verdicts":
         pytest.skip("the verdict baseline only")
     from trainers.advantages import EPS

@@ -56,7 +56,7 @@ def test_rows_carry_their_own_prompt_columns_and_masks():
     trees = [_tree(0, [10, 11], [[1, 2]], aborted=1), _tree(1, [20], [[3], [4, 5], [6], [7], [8]])]
     result = RolloutResult("eager", trees)
     trainer = SimpleNamespace(accelerator=SimpleNamespace(process_index=1), eager_pad_completion=[0],
-                              args=SimpleNamespace(eager_credit="rows"), eager_step=StepState())
+                              args=SimpleNamespace(advanced=SimpleNamespace(credit="rows")), eager_step=StepState())
     sources = [{"prompt": "p0", "answer": "a0", "other": 0}, {"prompt": "p1", "answer": "a1", "other": 1}]
     out = _rows(result, sources, [[10, 11], [20]], 4, trainer)
     assert out["eager_used"] == [1, 1, 0, 0, 1, 1, 1, 1]
@@ -89,8 +89,8 @@ def test_step_metrics():
 def test_rollout_config_follows_the_trainer_config(tmp_path):
     from tests.trainers.conftest import make_args
 
-    args = make_args(tmp_path, rollout_generator="eager", eager_allocation="passes", eager_max_sequences=3,
-                     eager_entropy_threshold=2.5, eager_solved_min_incorrect=1, eager_on_solved="abort",
+    args = make_args(tmp_path, rollout_generator="eager", eager_max_sequences=3, eager_entropy_threshold=2.5,
+                     eager_advanced={"allocation": "passes", "solved_min_incorrect": 1, "on_solved": "abort"},
                      temperature=0.7)
     trainer = SimpleNamespace(args=args, accelerator=SimpleNamespace(process_index=1),
                               model=SimpleNamespace(training=True), state=SimpleNamespace(global_step=5),

@@ -6,7 +6,7 @@ scripted engine with that policy: resample forks where the binary entropy is hig
 others never do), so the tree's shape depends on the prefix. Per token, the estimator's gradient is
 advantage x (onehot(token) - softmax(logits of its prefix)).
 
-- `eager_credit: segments` (every token once, `w_t (Q_t - b)`) averages to E[roots] x the exact gradient,
+- segment credit (every token once, `w_t (Q_t - b)`) averages to E[roots] x the exact gradient,
   component by component, within a few standard errors, under forks alone and under the online passes
   with the stop rule.
 - Per-row credit (a child repeats its parent's prefix, GRPO's layout) does not: the prefixes that fork

@@ -78,9 +78,17 @@ def test_rows_are_scored_before_the_log_prob_pass():
     assert "return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images" \
         in source(GRPOTrainer._generate)
     assert list(inspect.signature(GRPOTrainer._generate).parameters) == ["self", "prompts"]
-    # TRL splits a generation batch into steps_per_generation equal slices (rows past the last whole one are lost),
-    # which is why the trainer keeps a multiple of steps_per_generation rows.
-    assert "split_tensor_dict(generation_batch, self.args.steps_per_generation)" in source(GRPOTrainer._prepare_inputs)
+    # TRL splits a generation batch into steps_per_generation equal slices (rows past the last whole one are lost);
+    # the trainer's _prepare_inputs does what TRL's does (generate every steps_per_generation x num_iterations
+    # steps or when nothing is buffered, shuffle, split, serve the step's slice) with slices that may differ by a row.
+    body = source(GRPOTrainer._prepare_inputs)
+    for line in ("generate_every = self.args.steps_per_generation * self.num_iterations",
+                 "if self._step % generate_every == 0 or self._buffered_inputs is None:",
+                 "generation_batch = self._generate_and_score_completions(generation_batch)",
+                 "generation_batch = shuffle_sequence_dict(generation_batch)",
+                 "split_tensor_dict(generation_batch, self.args.steps_per_generation)",
+                 "inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]"):
+        assert line in body, line
     assert "chunk_size = first_tensor.shape[0] // num_chunks" in source(grpo_trainer.split_tensor_dict)
 
 
