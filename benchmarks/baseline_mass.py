@@ -6,11 +6,14 @@ fixed-size groups; they differ in what the rows of a group whose answers all agr
 mean those rows have advantage 0. Under the verdict baseline every such row has one (all wrong: negative,
 -1 for the first root), whose expected gradient is zero but whose per-step gradient is not: noise. This
 replay samples the model with the run's own allocation (`real_equal_time`'s `eager_passes`: label-aware
-online passes, 4 prompts a call, M = 8) and prints, per baseline (`group`, `verdicts`):
+online passes, 4 prompts a call, M = 8) and prints, per baseline (`group`, `verdicts`, and `shrunk<a>`: the
+verdict baseline's advantage times k / (k + a), k the verdicts known when the row started, so a row is pushed
+less the less its prompt has shown; a = 1, 2, 4):
 
     flat_groups_frac               prompts whose answers all agree
     <baseline>_abs_advantage       mean |advantage| over the used rows
     <baseline>_flat_mass_frac      the share of the sum of |advantage| on rows of groups that agree
+    <baseline>_mixed_abs_advantage mean |advantage| over the rows of groups that disagree (the contrast)
     <baseline>_mean_advantage      mean advantage over the used rows (a push on the model's own samples)
 
     python -m benchmarks.baseline_mass [--calls 32] [--seed 0]
@@ -23,6 +26,8 @@ import argparse
 from recipes.engine_env import cpu_engine_env
 
 cpu_engine_env(kv_cache_gib=2)
+
+SHRINK = (1, 2, 4)  # a: a row's verdict-baseline advantage is kept in the share k / (k + a) of it
 
 
 def replay(calls: int, seed: int) -> dict[str, list]:
@@ -72,12 +77,17 @@ def mass(rows: dict[str, list]) -> dict[str, float]:
         agree[members] = bool(rewards[members].min() == rewards[members].max())
     out = {"rows": float(len(groups)), "flat_groups_frac": float(sum(bool(agree[groups == g][0])
                                                                         for g in groups.unique()) / len(groups.unique()))}
-    baselines = {"group": None, "verdicts": torch.tensor([verdict_baseline(*v) for v in rows["verdicts"]])}
-    for name, baseline in baselines.items():
-        adv, _ = group_advantages(rewards, groups, torch.ones(1), "group", "sum_then_normalize", baseline)
+    verdicts = torch.tensor([verdict_baseline(*v) for v in rows["verdicts"]])
+    advantages = {name: group_advantages(rewards, groups, torch.ones(1), "group", "sum_then_normalize", baseline)[0]
+                  for name, baseline in (("group", None), ("verdicts", verdicts))}
+    known = torch.tensor([float(sum(v)) for v in rows["verdicts"]])
+    for a in SHRINK:
+        advantages[f"shrunk{a}"] = advantages["verdicts"] * known / (known + a)
+    for name, adv in advantages.items():
         total = adv.abs().sum().item()
         out[f"{name}_abs_advantage"] = adv.abs().mean().item()
         out[f"{name}_flat_mass_frac"] = adv[agree].abs().sum().item() / total if total else 0.0
+        out[f"{name}_mixed_abs_advantage"] = adv[~agree].abs().mean().item() if bool((~agree).any()) else 0.0
         out[f"{name}_mean_advantage"] = adv.mean().item()
     return out
 

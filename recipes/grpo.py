@@ -120,13 +120,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[GRPOScriptArguments, Eage
 
 
 def _moved_flags(args: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """The flags of `args` that name an old key (`OLD_KEYS`, `--no_<key>` too) or `--eager_advanced`, as a mapping of
-    typed values (YAML's reading of each value; a flag without one is true), and the other arguments."""
+    """The flags of `args` that name an old key (`OLD_KEYS`, `--no_<key>` too, `-` or `_` in names as TRL reads them)
+    or `--eager_advanced` (repeats merge), as a mapping (YAML's reading of each value; a flag without one is true),
+    and the other arguments."""
     taken: dict[str, Any] = {}
     rest: list[str] = []
     i = 0
     while i < len(args):
         name, eq, value = args[i].removeprefix("--").partition("=")
+        name = name.replace("-", "_")
         negated = name.startswith("no_") and name[3:] in OLD_KEYS
         key = name[3:] if negated else name
         if not args[i].startswith("--") or (key not in OLD_KEYS and key != "eager_advanced"):
@@ -136,8 +138,10 @@ def _moved_flags(args: list[str]) -> tuple[dict[str, Any], list[str]]:
         if not eq and not negated and i + 1 < len(args) and not args[i + 1].startswith("--"):
             value, eq = args[i + 1], "="
             i += 1
-        text_value = key == "eager_advanced"  # parsed as a mapping later
-        taken[key] = False if negated else (value if text_value else yaml.safe_load(value)) if eq else True
+        if key == "eager_advanced":
+            taken[key] = {**taken.get(key, {}), **parse(value)}
+        else:
+            taken[key] = False if negated else yaml.safe_load(value) if eq else True
         i += 1
     return taken, rest
 

@@ -1,8 +1,9 @@
 """Every rollout setting, declared once, checked once, with errors that say what to change.
 
-`EagerConfig` is the source of the rollout's settings. The trainer (`trainers.EagerGRPOConfig`,
-as `eager_<name>` fields) and `eager-eval` (as `--<name>` flags) generate their fields from
-it with `surface_fields`: the same type, default and help. A surface that sets a field from
+`EagerConfig` is the source of the rollout's settings. The trainer (`trainers.EagerGRPOConfig`:
+the user's settings, `USER_SETTINGS`, as `eager_<name>` fields, the rest as keys of its
+`eager_advanced` mapping) and `eager-eval` (as `--<name>` flags) generate their fields from it
+with `surface_fields`: the same type, default and help. A surface that sets a field from
 something else of its own (TRL's `temperature`, the tokenizer's EOS ids) says so in its own
 `DERIVED` table. Validation runs here only; `SettingError` carries the field's name so that
 each surface can report it as its user typed it (`rename`).

@@ -1,7 +1,8 @@
 """A thin TRL adapter: EAGer as a rollout generator for GRPO on TRL's vLLM engine (colocated or a server).
 
     EagerGRPOConfig   GRPOConfig + `rollout_generator` (parallel | eager_init | eager_adapt | eager)
-                      and the EAGer parameters (`eager_*`), validated on construction.
+                      and the EAGer settings (`eager_*`, experiment ones in `eager_advanced`),
+                      validated on construction.
     EagerGRPOTrainer  GRPOTrainer with the rollout hook, variable group sizes and `eager/` metrics.
 """
 

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import warnings
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, get_type_hints
 
 from rollout.config import TRAINING_DEFAULTS, USER_SETTINGS, EagerConfig, field_default
 
@@ -84,11 +84,19 @@ class Advanced:
             "dropping saves."
         },
     )
-    rollout: dict[str, Any] = field(default_factory=dict, metadata={"help": "The rollout's keys that were set."})
+    given: dict[str, Any] = field(default_factory=dict, metadata={"help": "Every key that was set, typed."})
+
+    @property
+    def rollout(self) -> dict[str, Any]:
+        """The rollout's keys that were set (`rollout.EagerConfig` names)."""
+        return {key: value for key, value in self.given.items() if key in ROLLOUT_KEYS}
 
 
-TRAINER_KEYS = tuple(f.name for f in fields(Advanced) if f.name != "rollout")
+TRAINER_KEYS = tuple(f.name for f in fields(Advanced) if f.name != "given")
 KEYS = ROLLOUT_KEYS + TRAINER_KEYS
+_HINTS = {**get_type_hints(EagerConfig), **get_type_hints(Advanced)}
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")  # as transformers' string_to_bool reads a flag
+_KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number"}
 # Keys of the trainer before `eager_advanced`: old key -> (the field it is now, the key of eager_advanced or None).
 OLD_KEYS: dict[str, tuple[str, str | None]] = {
     "eager_oversample": ("oversample", None), "eager_drop_flat_rows": ("dynamic_sampling", None),
@@ -100,13 +108,16 @@ OLD_KEYS: dict[str, tuple[str, str | None]] = {
 
 
 def parse(mapping: dict | str | None) -> dict[str, Any]:
-    """`eager_advanced` as a dict: a mapping, or its text (YAML or JSON, as a command line gives it)."""
+    """`eager_advanced` as a dict: a mapping, or its text (JSON or YAML, as a command line gives it)."""
     if mapping is None:
         return {}
     if isinstance(mapping, str):
         import yaml
 
-        mapping = yaml.safe_load(mapping) if mapping.strip() else {}
+        try:
+            mapping = json.loads(mapping)  # first: YAML reads JSON's 1e-07 as text
+        except json.JSONDecodeError:
+            mapping = yaml.safe_load(mapping) if mapping.strip() else {}
     if not isinstance(mapping, dict):
         raise ValueError(f"eager_advanced={mapping!r}: give a mapping of experiment settings, e.g. "
                          "eager_advanced: {allocation: passes} (on a command line: --eager_advanced '{allocation: "
@@ -115,35 +126,55 @@ def parse(mapping: dict | str | None) -> dict[str, Any]:
 
 
 def resolve(mapping: dict | str | None) -> Advanced:
-    """The typed settings of `eager_advanced`; an unknown key, or a trainer key off its choices, is refused by name."""
+    """The typed settings of `eager_advanced`: each value as its setting's type and among its choices; an unknown
+    key, or a value that is neither, is refused by name."""
     values = parse(mapping)
     for key, value in values.items():
         if key in KEYS:
             continue
-        if key in USER_SETTINGS and key not in DERIVED:
-            raise ValueError(f"eager_advanced.{key}={value!r}: {key} is a setting of its own; write "
-                             f"{PREFIX}{key}: {value!r} instead.")
+        label = (DERIVED[key][0] if key in DERIVED else PREFIX + key) if key in USER_SETTINGS else ""
+        if label:
+            raise ValueError(f"eager_advanced.{key}={value!r}: {key} is a setting of its own; write {label}: "
+                             f"{json.dumps(value)} instead.")
         if key in DERIVED:
-            raise ValueError(f"eager_advanced.{key}={value!r}: the trainer sets {key} from "
-                             f"{DERIVED[key][0] or DERIVED[key][1]}; remove it.")
+            raise ValueError(f"eager_advanced.{key}={value!r}: the trainer sets {key} ({DERIVED[key][1]}); remove it.")
         raise ValueError(f"eager_advanced.{key}: no such setting. The keys: {', '.join(KEYS)} (python -m "
                          "trainers.advanced says what each does).")
-    for f in fields(Advanced):
-        allowed = f.metadata.get("choices")
-        value = values.get(f.name, f.default)
-        if allowed and value not in allowed or f.type == "bool" and not isinstance(value, bool):
-            raise ValueError(f"eager_advanced.{f.name}={value!r}: choose one of {allowed or (True, False)}.")
-    return Advanced(**{k: values[k] for k in TRAINER_KEYS if k in values},
-                    rollout={k: values[k] for k in ROLLOUT_KEYS if k in values})
+    given = {key: _typed(key, value) for key, value in values.items()}
+    return Advanced(**{k: given[k] for k in TRAINER_KEYS if k in given}, given=given)
+
+
+def _typed(key: str, value: Any) -> Any:
+    """`value` as the type of setting `key` (YAML reads `1e-3` as text, a flag gives `0` for false), among its
+    choices, or a ValueError that names the setting."""
+    kind = _HINTS[key]
+    try:
+        if kind is bool:
+            text = str(value).lower()
+            if not isinstance(value, bool) and text not in (*_TRUE, *_FALSE):
+                raise ValueError
+            out = value if isinstance(value, bool) else text in _TRUE
+        elif kind in (int, float):
+            out = kind(value)
+            if isinstance(value, bool) or (kind is int and isinstance(value, float) and value != out):
+                raise ValueError
+        else:
+            out = value
+    except (TypeError, ValueError):
+        raise ValueError(f"eager_advanced.{key}={value!r}: give {_KIND_NAMES[kind]}.") from None
+    allowed = _field(key).metadata.get("choices")
+    if allowed and out not in allowed:
+        raise ValueError(f"eager_advanced.{key}={value!r}: choose one of {tuple(allowed)}.")
+    return out
 
 
 def upgrade(settings: dict[str, Any], warn: bool = True) -> dict[str, Any]:
     """`settings` (config fields) with every old key (`OLD_KEYS`) moved to where it is now: a FutureWarning per key
     names the new spelling; an old key and its new place set to different values are refused."""
-    moved = [key for key in settings if key in OLD_KEYS]
-    if not moved:
+    if not any(key in OLD_KEYS for key in settings):
         return settings
-    out = {k: v for k, v in settings.items() if k not in OLD_KEYS}
+    moved = [key for key in settings if key in OLD_KEYS and settings[key] is not None]  # (None: the old unset)
+    out = {k: v for k, v in settings.items() if k not in OLD_KEYS}  # (old keys set to None are dropped too)
     advanced = parse(out.get("eager_advanced"))
     for old in moved:
         value, (new, key) = settings[old], OLD_KEYS[old]
@@ -176,7 +207,8 @@ def canonical(settings: dict[str, Any]) -> dict[str, Any]:
     """`settings` as they resolve, whatever their spelling: old keys moved (silently) and keys of eager_advanced at
     their default left out, so that respelling a recipe does not change what it describes."""
     out = dict(upgrade(settings, warn=False))
-    advanced = {key: value for key, value in parse(out.pop("eager_advanced", None)).items() if value != default(key)}
+    advanced = {key: value for key, value in parse(out.pop("eager_advanced", None)).items()
+                if key not in KEYS or value != default(key)}
     return out | ({"eager_advanced": advanced} if advanced else {})
 
 

@@ -23,8 +23,7 @@ from trl import GRPOConfig
 
 from rollout.config import (METHODS, TRAINING_DEFAULTS, EagerConfig, SettingError, field_default, inert_settings,
                             non_default, surface_fields)
-from trainers.advanced import (DERIVED, DERIVED_LABELS, PREFIX, ROLLOUT_KEYS, TRAINER_KEYS, Advanced, parse, resolve,
-                               upgrade)
+from trainers.advanced import (DERIVED, DERIVED_LABELS, PREFIX, ROLLOUT_KEYS, TRAINER_KEYS, Advanced, resolve, upgrade)
 from trainers.dataset_check import BAD_ROWS
 from trainers.step_settings import MASK_SAFE_LOSSES, StepFields
 from trainers.weight_sync import cpu_build
@@ -93,7 +92,8 @@ class EagerGRPOFields(EagerRolloutFields, StepFields, GRPOConfig):
         metadata={"help": "Experiment settings, as one mapping (trainers/advanced.py): the rollout's (allocation, "
                   "fork_mode, fill_with, probe_roots, stop_rule, ...), the baseline and credit of trees, and "
                   "drop_unused_rows. E.g. {allocation: passes, baseline: verdicts}; on a command line its YAML or JSON "
-                  "text, merged key by key over the recipe's. python -m trainers.advanced lists every key."},
+                  "text (recipes.grpo merges it key by key over the recipe's). python -m trainers.advanced lists every "
+                  "key."},
     )
     bad_rows: str = field(
         default="stop",
@@ -104,8 +104,8 @@ class EagerGRPOFields(EagerRolloutFields, StepFields, GRPOConfig):
     )
 
     def __post_init__(self) -> None:
-        self.eager_advanced = parse(self.eager_advanced) or None  # a command line gives it as text
-        self.advanced = resolve(self.eager_advanced)  # typed; the field keeps what the user wrote
+        self.advanced = resolve(self.eager_advanced)  # typed (a command line gives the mapping as text)
+        self.eager_advanced = dict(self.advanced.given) or None  # what the user set, typed
         self._hand_more_prompts()
         super().__post_init__()
         self._check_choices()
@@ -135,9 +135,10 @@ class EagerGRPOFields(EagerRolloutFields, StepFields, GRPOConfig):
         labels = {f.name: f.name[len(PREFIX):] for f in fields(self) if f.name.startswith(PREFIX)
                   and f.name not in ("eager_advanced", "eager_gold_column")  # (the accuracy rewards read the gold too)
                   and getattr(self, f.name) != field_default(f)}
+        advanced = self.eager_advanced or {}
         labels.update({f"eager_advanced.{key}": key for key in self.advanced.rollout})
         if rollout is None:
-            labels.update({f"eager_advanced.{key}": key for key in ("baseline", "credit") if key in self.advanced_set})
+            labels.update({f"eager_advanced.{key}": key for key in ("baseline", "credit") if key in advanced})
             why = {label: "rollout_generator=parallel is TRL's own sampling" for label in labels}
         else:
             inert = inert_settings(rollout, labels.values())
@@ -147,14 +148,8 @@ class EagerGRPOFields(EagerRolloutFields, StepFields, GRPOConfig):
         for label, reason in why.items():
             if (label, reason) not in _WARNED:
                 _WARNED.add((label, reason))
-                value = self.eager_advanced[labels[label]] if label.startswith("eager_advanced.") else getattr(self,
-                                                                                                              label)
+                value = advanced[labels[label]] if label.startswith("eager_advanced.") else getattr(self, label)
                 logger.warning("%s=%r does nothing here: %s.", label, value, reason)
-
-    @property
-    def advanced_set(self) -> dict:
-        """The keys of eager_advanced the user set, with their values."""
-        return self.eager_advanced or {}
 
     def _check_choices(self) -> None:
         """Every setting of this package that lists its choices (metadata "choices") holds one of them."""

@@ -51,8 +51,9 @@ def rows_each_process_keeps(stay_per_process: list[int], slices: int, rows: int)
 def split_rows(batch: dict[str, Any], slices: int) -> list[dict[str, Any]]:
     """The loss batch in `slices` slices of consecutive rows whose sizes differ by at most one, for gradient
     accumulation (TRL's split needs equal slices, which would need padding rows that pay a forward and backward).
-    A token-normalised loss (dapo, cispo, vespo) divides every slice by the same generation-batch count, so the
-    accumulated gradient does not depend on how the rows are sliced."""
+    A token-normalised loss (dapo, cispo, vespo) divides every slice by the same generation-batch count, so with
+    steps_per_generation = gradient_accumulation_steps (TRL's default) the accumulated gradient does not depend on how
+    the rows are sliced."""
     n = next(len(v) for k, v in batch.items() if k in ROW_KEYS and v is not None)
     if n < slices:
         raise ValueError(f"{n} rows cannot fill {slices} accumulation slices (rows_each_process_keeps keeps one each)")

@@ -15,7 +15,7 @@ The trainer adds what the step trained on (training steps): rows_trained (the ro
 padding aside), fork_rows_frac (the share of them an entropy fork started) and moved_rows_frac
 (the share of the used rows that started after a verdict on their prompt: fills, probes, extra passes) and
 rows_without_loss (rows the loss batch holds that add nothing to the loss but cost a forward and a backward:
-padding to the busiest process's rows, or every masked row when rows are not dropped);
+padding to the busiest process's rows or to one row per accumulation slice, or every masked row when rows are not dropped);
 and the step's seconds (`trainers.trainer`): time_generation_s (all of TRL's
 `_generate_and_score_completions` but the rewards: weight sync, rollouts, and TRL's log-prob
 pass for its importance-sampling correction, over the rows that stay in the loss batch on one process), time_scoring_s (reward functions)

@@ -41,4 +41,4 @@ class StepState:
     loss_rows: torch.Tensor | None = None  # gathered (N,) bool: those that stay in the loss batch
     score_s: float = 0.0  # seconds the reward functions took
     rows_without_loss: int = 0  # rows the loss batch holds that add nothing to the loss, over processes (they still
-    # cost a forward and a backward): padding to the busiest process's rows, or every masked row when rows are not dropped
+    # cost a forward and a backward): padding to the busiest process's rows or a row per slice, or every masked row when rows are not dropped

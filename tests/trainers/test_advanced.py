@@ -74,3 +74,42 @@ def test_advanced_text_from_a_command_line_is_a_mapping_or_refused():
     assert parse(None) == parse("") == {}
     with pytest.raises(ValueError, match="eager_advanced='passes': give a mapping"):
         parse("passes")
+
+
+def test_experiment_settings_are_typed_and_checked_under_any_generator(tmp_path):
+    from trainers.advanced import resolve
+
+    # YAML reads 1e-3 as text and a flag gives 0 for false: both arrive typed
+    typed = resolve({"pass_start_limit": "1e-3", "p99_floor": "false", "probe_roots": "2", "drop_unused_rows": 0})
+    assert typed.given == {"pass_start_limit": 0.001, "p99_floor": False, "probe_roots": 2, "drop_unused_rows": False}
+    assert typed.drop_unused_rows is False and typed.rollout == {"pass_start_limit": 0.001, "p99_floor": False,
+                                                                 "probe_roots": 2}
+    for bad, message in (({"p99_floor": "maybe"}, "p99_floor='maybe': give true or false"),
+                         ({"probe_roots": 2.5}, "probe_roots=2.5: give a whole number"),
+                         ({"online": True}, "the trainer sets online"),
+                         ({"oversample": 2}, "oversample is a setting of its own; write oversample: 2")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            resolve(bad)
+    with pytest.raises(ValueError, match=re.escape("eager_advanced.fork_mode='bogus': choose one of")):
+        make_args(tmp_path, rollout_generator="parallel", eager_advanced={"fork_mode": "bogus"})
+
+
+def test_an_old_key_left_unset_is_dropped_without_a_message():
+    import warnings
+
+    from trainers.advanced import upgrade
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a full dump from before: the old keys there are None
+        assert upgrade({"eager_drop_unused_rows": None, "eager_oversample": None, "oversample": 2.0}) == {
+            "oversample": 2.0}
+
+
+def test_hyphenated_and_repeated_flags_are_read_as_trl_reads_them():
+    from recipes.grpo import _moved_flags
+
+    taken, rest = _moved_flags(["--eager-fill-with", "forks", "--no-eager-p99-floor", "--eager_advanced",
+                                '{"probe_roots": 2}', "--eager-advanced={refill_at: surprise}", "--seed", "-3"])
+    assert taken == {"eager_fill_with": "forks", "eager_p99_floor": False,
+                     "eager_advanced": {"probe_roots": 2, "refill_at": "surprise"}}
+    assert rest == ["--seed", "-3"]

@@ -180,7 +180,7 @@ def test_accelerate_configs():
         ({"eager_advanced": {"drop_unused_rows": False}}, False),
         ({"loss_type": "dr_grpo"}, False),  # divides by the row count
         ({"loss_type": "bnpo"}, False),  # divides by the tokens of the micro-batch it is given
-        # TRL splits the batch in equal slices: the kept rows are a multiple of them (trainer tests)
+        # gradient accumulation: the kept rows are split over the slices unevenly (trainer tests)
         ({"steps_per_generation": 2, "per_device_train_batch_size": 4}, True),
         ({"rollout_generator": "parallel"}, False),  # TRL's own: nothing leaves
         ({"rollout_generator": "parallel", "dynamic_sampling": True}, True),
@@ -203,7 +203,7 @@ def test_rows_kept_match_the_busiest_process():
     assert rows_to_keep(used, 6).all()
 
 
-def test_rows_kept_split_into_whole_slices():
+def test_rows_kept_are_the_busiest_processes_with_a_row_per_slice():
     from trainers.loss_batch import rows_each_process_keeps
 
     assert rows_each_process_keeps([3, 5], slices=1, rows=16) == 5  # the busiest process

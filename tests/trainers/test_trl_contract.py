@@ -90,6 +90,11 @@ def test_rows_are_scored_before_the_log_prob_pass():
                  "inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]"):
         assert line in body, line
     assert "chunk_size = first_tensor.shape[0] // num_chunks" in source(grpo_trainer.split_tensor_dict)
+    # Uneven slices leave the loss unchanged because a token-normalised loss divides every slice by the same count.
+    loss = source(GRPOTrainer._compute_loss)
+    assert 'normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes' in loss
+    assert "normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation" in loss
+    assert "loss = (per_token_loss * mask).sum() / normalizer" in loss
 
 
 def test_sampler_repeats_each_prompt_in_consecutive_rows():
