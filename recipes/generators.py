@@ -27,6 +27,10 @@ GENERATORS.update({
     "eager_refill_roots": MOVED,
     "eager_refill_forks": dict(MOVED, eager_advanced={"probe_roots": 2, **FORKED}),
     "eager_refill_surprise": dict(MOVED, eager_advanced={"probe_roots": 2, **FORKED, "refill_at": "surprise"}),
+    # The forked trees with segment credit (every token once) and the verdict baseline it needs; that baseline gives
+    # a group whose answers agree advantages, so its groups cannot leave the loss batch (no dynamic sampling).
+    "eager_refill_forks_segments": dict(MOVED, dynamic_sampling=False, eager_advanced={
+        "probe_roots": 2, **FORKED, "baseline": "verdicts", "credit": "segments"}),
 })
 # Screening with forks: 16 prompts handed (oversample 2), 2 roots each, and up to 2 forks where the entropy is
 # above the threshold, so an uncertain prompt is screened wider than a confident one; mixed prompts filled to 4.
@@ -34,6 +38,7 @@ GENERATORS["eager_screen_forks"] = dict(rollout_generator="eager", eager_screen_
                                         eager_advanced={"screen_forks": 2})
 # Each fork variant's control: the same allocation with new roots instead of forks (the race pairs them by seed).
 CONTROLS = {"eager_refill_forks": "eager_refill_roots", "eager_refill_surprise": "eager_refill_roots",
+            "eager_refill_forks_segments": "eager_refill_forks",  # row credit and the group mean on the same trees
             "eager_screen_forks": "eager"}  # (the default screens every prompt with 4 roots)
 
 
