@@ -112,6 +112,7 @@ def grpo(generator: str, model: Path, threshold: float, args, out: Path) -> dict
     from benchmarks.wordmath.task import TRAIN_SEED, make_problems, to_record
     from rewards import boxed_accuracy
     from trainers import EagerGRPOConfig, EagerGRPOTrainer
+    from trainers.advanced import overlay
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     rows = [to_record(tokenizer, p) for p in make_problems(4 * args.grpo_steps * 2, TRAIN_SEED)]
@@ -119,8 +120,7 @@ def grpo(generator: str, model: Path, threshold: float, args, out: Path) -> dict
     recipe.update(output_dir=str(out), max_steps=args.grpo_steps, seed=args.seed, rollout_generator=generator,
                   eager_entropy_threshold=threshold)
     if generator == "eager":
-        recipe.update(eager_advanced={**(recipe.get("eager_advanced") or {}), "stop_rule": args.stop_rule,
-                                      "baseline": args.baseline})
+        recipe = overlay(recipe, {"eager_advanced": {"stop_rule": args.stop_rule, "baseline": args.baseline}})
     trainer = EagerGRPOTrainer(model=str(model), reward_funcs=[boxed_accuracy], train_dataset=Dataset.from_list(rows),
                                args=EagerGRPOConfig(**recipe))
     run = summarise(train_and_log(trainer, save_to=out / "final"))

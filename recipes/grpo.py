@@ -24,7 +24,7 @@ import yaml
 from trl import ModelConfig, ScriptArguments, TrlParser
 
 from trainers import EagerGRPOConfig, EagerGRPOTrainer
-from trainers.advanced import OLD_KEYS, parse, upgrade
+from trainers.advanced import OLD_KEYS, overlay, parse, upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +110,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[GRPOScriptArguments, Eage
     if not config and not flags:
         return TrlParser((GRPOScriptArguments, EagerGRPOConfig, ModelConfig)).parse_args_and_config(args=args)
     config, flags = upgrade(config), upgrade(flags)
-    advanced = {**parse(config.get("eager_advanced")), **parse(flags.pop("eager_advanced", None))}
-    config = {**config, **flags} | ({"eager_advanced": advanced} if advanced else {})
+    config = overlay(config, flags)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:  # TRL's parser reads the upgraded recipe
         yaml.safe_dump(config, f)
         f.flush()

@@ -193,6 +193,12 @@ def upgrade(settings: dict[str, Any], warn: bool = True) -> dict[str, Any]:
     return out
 
 
+def overlay(settings: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with `over`'s on top, their `eager_advanced` mappings merged key by key (`over`'s keys win)."""
+    advanced = {**parse(settings.get("eager_advanced")), **parse(over.get("eager_advanced"))}
+    return {**settings, **over} | {"eager_advanced": advanced or None}
+
+
 def _field(key: str) -> dataclasses.Field:
     return EagerConfig.__dataclass_fields__.get(key) or Advanced.__dataclass_fields__[key]
 

@@ -55,13 +55,13 @@ def training_args(task: Task, fields: dict, seed: int, out: str, steps: int, sec
     import yaml
 
     from trainers import EagerGRPOConfig
+    from trainers.advanced import overlay
 
     skip = ("model_name_or_path", "dtype", "dataset_name", "reward_funcs")
     recipe = {k: v for k, v in yaml.safe_load(task.recipe.read_text()).items() if k not in skip}
-    advanced = {**(recipe.get("eager_advanced") or {}), **(fields.get("eager_advanced") or {})}  # fields' keys win
     recipe.update(max_steps=steps, output_dir=out, report_to="none", seed=seed, save_strategy="no",
-                  max_train_seconds=seconds, **fields)
-    return EagerGRPOConfig(**recipe | ({"eager_advanced": advanced} if advanced else {}))
+                  max_train_seconds=seconds)
+    return EagerGRPOConfig(**overlay(recipe, fields))
 
 
 def train(task: Task, fields: dict, seed: int, out: Path, steps: int, marks: list[float] | None, every: int,

@@ -113,3 +113,12 @@ def test_hyphenated_and_repeated_flags_are_read_as_trl_reads_them():
     assert taken == {"eager_fill_with": "forks", "eager_p99_floor": False,
                      "eager_advanced": {"probe_roots": 2, "refill_at": "surprise"}}
     assert rest == ["--seed", "-3"]
+
+
+def test_overlay_merges_experiment_settings_key_by_key():
+    from trainers.advanced import overlay
+
+    base = {"oversample": 2, "eager_advanced": {"fill_with": "forks", "probe_roots": 2}}
+    assert overlay(base, {"oversample": 1, "eager_advanced": "{probe_roots: 3}"}) == {
+        "oversample": 1, "eager_advanced": {"fill_with": "forks", "probe_roots": 3}}
+    assert overlay({"seed": 0}, {}) == {"seed": 0, "eager_advanced": None}
