@@ -26,6 +26,8 @@ LOSS_NORMALISERS = {
 ROW_FREE_LOSSES = tuple(loss for loss, by in LOSS_NORMALISERS.items() if by == "batch tokens")
 # A fully masked (unused) row adds nothing and takes no weight from the real ones.
 MASK_SAFE_LOSSES = tuple(loss for loss, by in LOSS_NORMALISERS.items() if by != "rows")
+
+
 @dataclass
 class StepFields:
     """The step's settings (fields of `EagerGRPOConfig`); checked by `check_step` in its `__post_init__`."""
